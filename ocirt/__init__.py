@@ -1,0 +1,12 @@
+"""ocirt: an OCI container runtime in Python, runc-compatible, built from Linux kernel calls.
+
+Layers (each only calls the ones below it):
+  cli        -> argument parsing, logging, exit codes (``ocirt.cli``)
+  container  -> the lifecycle: create, start, state, kill, delete, run, list (``ocirt.container``)
+  linux      -> building blocks: namespaces, rootfs, cgroups, process, ... (``ocirt.linux``)
+  syscalls   -> one ctypes binding module (``ocirt.linux.syscalls``)
+"""
+
+__version__ = "0.1.0"
+# The OCI runtime-spec version this runtime writes in state documents and `ocirt spec`.
+OCI_VERSION = "1.2.0"

@@ -1,0 +1,167 @@
+"""One handler per command: turn parsed options into lifecycle calls and an exit code.
+
+Every ``OcirtError`` becomes one line on stderr (and in the ``--log`` file), exit code 1;
+an unexpected exception too, with its traceback only under ``--debug``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from ocirt.cli.log import Log
+from ocirt.cli.table import Command
+from ocirt.container.state import Store
+from ocirt.errors import OcirtError, UnsupportedError
+
+Handler = Callable[[Store, dict[str, Any], dict[str, Any]], int]
+
+
+def dispatch(globals_: dict[str, Any], command: Command, values: dict[str, Any]) -> int:
+    log = Log(globals_.get("log"), globals_.get("log_format") or "text",
+              bool(globals_.get("debug")))
+    try:
+        if globals_.get("systemd_cgroup") and command.name in ("create", "run"):
+            raise UnsupportedError("--systemd-cgroup: ocirt has no systemd cgroup driver yet; "
+                                   "use the cgroupfs manager")
+        store = Store(globals_.get("root") or "/run/ocirt")
+        return HANDLERS[command.name](store, globals_, values)
+    except OcirtError as err:
+        return _fail(log, str(err), err, bool(globals_.get("debug")), err.exit_code)
+    except KeyboardInterrupt:
+        return _fail(log, "interrupted", None, False, 130)
+    except Exception as err:
+        return _fail(log, f"internal error: {type(err).__name__}: {err}", err,
+                     bool(globals_.get("debug")), 1)
+
+
+def _fail(log: Log, message: str, err: BaseException | None, debug: bool, code: int) -> int:
+    if debug and err is not None:
+        import traceback
+
+        traceback.print_exception(err, file=sys.stderr)
+    log.error(message)
+    print(f"ocirt: {message}", file=sys.stderr)
+    return code
+
+
+def _options(globals_: dict[str, Any], values: dict[str, Any]) -> Any:
+    from ocirt.container.plan import Options
+
+    return Options(pid_file=values.get("pid_file"), no_pivot=bool(values.get("no_pivot")),
+                   no_new_keyring=bool(values.get("no_new_keyring")),
+                   preserve_fds=int(values.get("preserve_fds") or 0),
+                   console_socket=values.get("console_socket"),
+                   debug=bool(globals_.get("debug")))
+
+
+def cmd_create(store: Store, globals_: dict[str, Any], values: dict[str, Any]) -> int:
+    from ocirt.container import create as creating
+
+    plan = creating.load_plan(values["container_id"], values.get("bundle") or ".",
+                              _options(globals_, values))
+    if values.get("explain"):
+        print(plan.explain())
+        return 0
+    created = creating.create(store, plan)
+    created.channel.close()
+    created.lock.release()
+    return 0
+
+
+def cmd_start(store: Store, globals_: dict[str, Any], values: dict[str, Any]) -> int:
+    from ocirt.container.start import start
+
+    start(store, values["container_id"])
+    return 0
+
+
+def cmd_state(store: Store, globals_: dict[str, Any], values: dict[str, Any]) -> int:
+    from ocirt.container.state import check_id
+
+    check_id(values["container_id"])
+    print(json.dumps(store.load(values["container_id"]).document(), indent=2))
+    return 0
+
+
+def cmd_kill(store: Store, globals_: dict[str, Any], values: dict[str, Any]) -> int:
+    from ocirt.container.kill import kill, parse_signal
+
+    signum = parse_signal(values.get("signal") or "SIGTERM")
+    kill(store, values["container_id"], signum, bool(values.get("all")))
+    return 0
+
+
+def cmd_delete(store: Store, globals_: dict[str, Any], values: dict[str, Any]) -> int:
+    from ocirt.container.delete import delete
+
+    delete(store, values["container_id"], bool(values.get("force")))
+    return 0
+
+
+def cmd_run(store: Store, globals_: dict[str, Any], values: dict[str, Any]) -> int:
+    from ocirt.container import create as creating
+    from ocirt.container.run import run
+
+    target = values["container_id_or_bundle"]
+    bundle = values.get("bundle")
+    if bundle is None and os.path.isfile(os.path.join(target, "config.json")):
+        bundle = target
+        container_id = values.get("id") or _generated_id(target)
+    else:
+        container_id = target
+        bundle = bundle or "."
+    plan = creating.load_plan(container_id, bundle, _options(globals_, values))
+    if values.get("explain"):
+        print(plan.explain())
+        return 0
+    return run(store, plan, detach=bool(values.get("detach")), keep=bool(values.get("keep")))
+
+
+def _generated_id(bundle: str) -> str:
+    base = os.path.basename(os.path.abspath(bundle)) or "container"
+    safe = "".join(c if c.isalnum() or c in "_+-." else "-" for c in base)
+    return f"{safe}-{os.urandom(4).hex()}"
+
+
+def cmd_list(store: Store, globals_: dict[str, Any], values: dict[str, Any]) -> int:
+    states = []
+    for container_id in store.ids():
+        try:
+            states.append(store.load(container_id).document())
+        except OcirtError:
+            continue
+    if values.get("quiet"):
+        for doc in states:
+            print(doc["id"])
+    elif values.get("format") == "json":
+        print(json.dumps(states))
+    else:
+        rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
+        rows += [(d["id"], str(d["pid"]), d["status"], d["bundle"], d["created"], d["owner"])
+                 for d in states]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        for row in rows:
+            print("   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def cmd_spec(store: Store, globals_: dict[str, Any], values: dict[str, Any]) -> int:
+    from ocirt.config.default import default_spec
+
+    path = os.path.join(values.get("bundle") or ".", "config.json")
+    if os.path.exists(path):
+        raise OcirtError(f"file {path} exists: remove it first")
+    with open(path, "w") as handle:
+        json.dump(default_spec(rootless=bool(values.get("rootless"))), handle, indent=2)
+        handle.write("\n")
+    return 0
+
+
+HANDLERS: dict[str, Handler] = {
+    "create": cmd_create, "start": cmd_start, "state": cmd_state, "kill": cmd_kill,
+    "delete": cmd_delete, "run": cmd_run, "list": cmd_list, "spec": cmd_spec,
+}

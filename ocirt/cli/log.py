@@ -1,0 +1,43 @@
+"""Log lines for ``--log FILE`` in runc's formats: text, or JSON lines with level, msg, time."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+
+class Log:
+    def __init__(self, path: str | None, fmt: str, debug: bool) -> None:
+        self.path = path
+        self.fmt = fmt
+        self.debug_enabled = debug
+
+    def _write(self, level: str, msg: str) -> None:
+        if not self.path:
+            return
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        if self.fmt == "json":
+            line = json.dumps({"level": level, "msg": msg, "time": now})
+        else:
+            line = f'time="{now}" level={level} msg={json.dumps(msg)}'
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                os.write(fd, (line + "\n").encode())
+            finally:
+                os.close(fd)
+        except OSError as err:
+            print(f"ocirt: cannot write log {self.path}: {err.strerror}", file=sys.stderr)
+
+    def error(self, msg: str) -> None:
+        self._write("error", msg)
+
+    def warning(self, msg: str) -> None:
+        self._write("warning", msg)
+        print(f"ocirt: warning: {msg}", file=sys.stderr)
+
+    def debug(self, msg: str) -> None:
+        if self.debug_enabled:
+            self._write("debug", msg)

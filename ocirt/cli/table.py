@@ -1,0 +1,98 @@
+"""The command line, declared once as data: global options, commands, their options and args.
+
+Two parsers read this table: ``fastparse`` for the common case (no click import, which costs
+~25 ms on every call) and ``clickapp`` for help, usage errors and anything unusual. Handlers
+live in ``ocirt.cli.commands`` and are named here, so neither parser imports them early.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Opt:
+    names: tuple[str, ...]
+    dest: str
+    kind: str = "flag"  # flag | str | int | multi
+    default: object = None
+    help: str = ""
+    metavar: str = ""
+    choices: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Arg:
+    name: str
+    required: bool = True
+    rest: bool = False  # takes every remaining word (options included)
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    args: tuple[Arg, ...] = ()
+    opts: tuple[Opt, ...] = ()
+    usage: str = ""
+
+
+GLOBAL_OPTS = (
+    Opt(("--root",), "root", "str", "/run/ocirt", "root directory for container state",
+        "DIR"),
+    Opt(("--log",), "log", "str", None, "write log lines (and errors) to FILE", "FILE"),
+    Opt(("--log-format",), "log_format", "str", "text", "log format: text or json", "FORMAT",
+        ("text", "json")),
+    Opt(("--debug",), "debug", help="debug logging, and a traceback with any error"),
+    Opt(("--systemd-cgroup",), "systemd_cgroup",
+        help="use systemd for cgroups (not supported yet: refused)"),
+    Opt(("--rootless",), "rootless", "str", "auto", "ignore cgroup permission errors "
+        "(accepted for runc compatibility)", "VALUE"),
+    Opt(("--criu",), "criu", "str", None, "accepted for runc compatibility, unused", "PATH"),
+)
+
+_BUNDLE = Opt(("--bundle", "-b"), "bundle", "str", None,
+              "path to the bundle (directory with config.json); default: current directory",
+              "DIR")
+_PID_FILE = Opt(("--pid-file",), "pid_file", "str", None,
+                "write the container process's host PID to FILE", "FILE")
+_CONSOLE = Opt(("--console-socket",), "console_socket", "str", None,
+               "unix socket to receive the pty master of a terminal container", "PATH")
+_BUILD_OPTS = (
+    _BUNDLE, _CONSOLE, _PID_FILE,
+    Opt(("--no-pivot",), "no_pivot", help="use MS_MOVE and chroot instead of pivot_root"),
+    Opt(("--no-new-keyring",), "no_new_keyring",
+        help="do not create a new session keyring for the container"),
+    Opt(("--preserve-fds",), "preserve_fds", "int", 0,
+        "pass N more file descriptors (3 .. 3+N-1) to the container", "N"),
+    Opt(("--explain",), "explain",
+        help="print the plan of kernel steps (cgroups, namespaces, mounts, process) and stop"),
+)
+_ID = Arg("container-id")
+
+COMMANDS: dict[str, Command] = {c.name: c for c in (
+    Command("create", "create a container (it waits for `start`)", (_ID,), _BUILD_OPTS),
+    Command("start", "start a created container: exec its program", (_ID,)),
+    Command("state", "print the state of a container as JSON", (_ID,)),
+    Command("kill", "send a signal (default SIGTERM) to the container's process",
+            (_ID, Arg("signal", required=False)),
+            (Opt(("--all", "-a"), "all", help="signal every process in the container's "
+                 "cgroup"),)),
+    Command("delete", "delete a stopped container and what it holds", (_ID,),
+            (Opt(("--force", "-f"), "force", help="kill the container first if it runs"),)),
+    Command("run", "create and start a container; in the foreground, wait for it",
+            (Arg("container-id-or-bundle"),),
+            (*_BUILD_OPTS,
+             Opt(("--detach", "-d"), "detach", help="return once the program runs"),
+             Opt(("--id",), "id", "str", None,
+                 "container ID when the argument is a bundle (default: generated)", "ID"),
+             Opt(("--keep",), "keep", help="do not delete the container when it exits")),
+            usage="run [OPTIONS] (CONTAINER-ID | BUNDLE)"),
+    Command("list", "list the containers", (),
+            (Opt(("--format", "-f"), "format", "str", "table", "table or json", "FORMAT",
+                 ("table", "json")),
+             Opt(("--quiet", "-q"), "quiet", help="print only the IDs"))),
+    Command("spec", "write a default config.json", (),
+            (_BUNDLE, Opt(("--rootless",), "rootless",
+                          help="a config for a container run by a non-root user"))),
+)}

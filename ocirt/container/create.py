@@ -1,0 +1,143 @@
+"""create: build a container from a bundle, up to the point where it waits for ``start``.
+
+On any failure everything made so far is undone before the error is raised: the processes
+are killed and reaped, the cgroups removed and the state directory deleted, so a failed create
+leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import dataclass
+
+from ocirt.config.load import load_config
+from ocirt.container import plan as planning
+from ocirt.container.init import stage1
+from ocirt.container.state import ContainerState, Lock, Status, Store, write_atomic
+from ocirt.container.sync import Channel
+from ocirt.linux import namespaces
+from ocirt.linux import syscalls as sc
+from ocirt.linux.plan import run_all
+
+
+@dataclass
+class Created:
+    """A created container, still locked by this command, with its sync channel open."""
+
+    state: ContainerState
+    plan: planning.ContainerPlan
+    channel: Channel
+    lock: Lock
+
+
+def load_plan(container_id: str, bundle: str, options: planning.Options
+              ) -> planning.ContainerPlan:
+    bundle = os.path.abspath(bundle)
+    config = load_config(bundle)
+    return planning.build(container_id, bundle, config, options)
+
+
+def create(store: Store, plan: planning.ContainerPlan) -> Created:
+    """Carry out ``plan``. The caller must release ``Created.lock`` (and close the channel)."""
+    sc.prctl(sc.PR_SET_DUMPABLE, 0)
+    # init is re-parented to us when stage-1 exits, so a failure can reap it; once we exit it
+    # moves on to the caller's nearest subreaper (conmon, containerd-shim), as with runc.
+    sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
+    lock = store.create(plan.container_id)
+    state = ContainerState(id=plan.container_id, bundle=plan.bundle, rootfs=plan.rootfs,
+                           created=_now(), owner="root",
+                           annotations=dict(plan.config.get("annotations") or {}),
+                           cgroup=plan.cgroup.to_state(), config=plan.config)
+    channel: Channel | None = None
+    stage1_pid = init_pid = 0
+    try:
+        store.save(state)
+        ns_fds = namespaces.open_namespaces(plan.namespaces)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        listener.bind(store.path(plan.container_id, "start.sock"))
+        listener.listen(1)
+        channel, child_end = Channel.pair()
+        stage1_pid = os.fork()
+        if stage1_pid == 0:
+            channel.close()
+            stage1(plan, child_end, ns_fds, listener)
+        child_end.close()
+        listener.close()
+        namespaces.close_all(ns_fds)
+
+        run_all(plan.cgroup_steps)
+        state.cgroup = plan.cgroup.to_state()
+        plan.cgroup.add(stage1_pid)
+        channel.send("go")
+        if plan.namespaces.new_user:
+            channel.expect("userns", "creating the user namespace")
+            namespaces.write_id_maps(stage1_pid, plan.config.get("linux") or {})
+            channel.send("mapped")
+        init_pid = channel.expect("pid", "forking the container's init")["pid"]
+        _reap(stage1_pid)
+        stage1_pid = 0
+        channel.expect("ready", "setting up the container")
+
+        state.pid = init_pid
+        state.pid_start = _start_time(init_pid)
+        state.status = Status.CREATED
+        store.save(state)
+        if plan.options.pid_file:
+            write_atomic(os.path.abspath(plan.options.pid_file), f"{init_pid}".encode(), 0o644)
+    except BaseException:
+        for pid in (init_pid, stage1_pid):
+            if pid:
+                _kill_and_reap(pid)
+        if channel is not None:
+            channel.close()
+        try:
+            plan.cgroup.destroy()
+        finally:
+            store.remove(plan.container_id)
+            lock.release()
+        raise
+    return Created(state=state, plan=plan, channel=channel, lock=lock)
+
+
+def _now() -> str:
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e9):09d}Z"
+
+
+def _start_time(pid: int) -> int:
+    from ocirt.container.state import process_start_time
+
+    start = process_start_time(pid)
+    if start is None:
+        from ocirt.errors import OcirtError
+
+        raise OcirtError("the container's init exited during create")
+    return start
+
+
+def _reap(pid: int) -> int:
+    while True:
+        try:
+            return os.waitpid(pid, 0)[1]
+        except ChildProcessError:
+            return 0
+        except InterruptedError:
+            continue
+
+
+def _kill_and_reap(pid: int) -> None:
+    try:
+        os.kill(pid, 9)
+    except ProcessLookupError:
+        return
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        # Not our child (init after stage-1 exited): wait until it is gone or a zombie.
+        from ocirt.container.state import process_start_time
+
+        deadline = time.monotonic() + 5
+        while process_start_time(pid) is not None and time.monotonic() < deadline:
+            time.sleep(0.002)

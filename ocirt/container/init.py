@@ -1,0 +1,111 @@
+"""The two forked stages that become the container (see ``sync`` for the protocol).
+
+``stage1`` enters the namespaces and forks ``init``, which becomes PID 1 of a new pid
+namespace; ``init`` builds the root filesystem and the process, reports ready, waits for
+``start`` and execs the user's program. Both run in forked copies of the runtime and never
+return: they exit with ``os._exit`` after reporting any error to the parent.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import socket
+from types import FrameType
+
+from ocirt.container.plan import ContainerPlan
+from ocirt.container.sync import Channel, child_failed
+from ocirt.errors import OcirtError
+from ocirt.linux import namespaces
+from ocirt.linux import syscalls as sc
+from ocirt.linux.plan import run_all
+
+
+def stage1(plan: ContainerPlan, channel: Channel, ns_fds: list[tuple[str, int]],
+           listener: socket.socket | None) -> None:
+    try:
+        sc.prctl(sc.PR_SET_DUMPABLE, 0)
+        channel.expect("go", "stage-1")
+        ns = plan.namespaces
+        namespaces.join(ns_fds, only={"user"})
+        if ns.new_user:
+            sc.unshare(sc.CLONE_NEWUSER)
+            channel.send("userns")
+            channel.expect("mapped", "stage-1")
+        if ns.has("user"):
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
+        namespaces.join([(k, fd) for k, fd in ns_fds if k != "user"])
+        namespaces.close_all(ns_fds)
+        sc.unshare(ns.unshare_flags())
+        pid = os.fork()
+        if pid == 0:
+            init(plan, channel, listener)
+        channel.send("pid", pid=pid)
+    except BaseException as err:
+        child_failed(channel, err, plan.options.debug)
+    os._exit(0)
+
+
+def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
+    # While init waits for start it is a Python process: PID 1 of its namespace ignores
+    # signals it has no handler for, so these make `kill` of a created container work.
+    os._exit(128 + signum)
+
+
+def init(plan: ContainerPlan, channel: Channel, listener: socket.socket | None) -> None:
+    try:
+        sc.prctl(sc.PR_SET_DUMPABLE, 0)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
+                       signal.SIGUSR1, signal.SIGUSR2):
+            signal.signal(signum, _exit_on_signal)
+        os.setsid()
+        keep = {channel.fileno()} | ({listener.fileno()} if listener else set())
+        from ocirt.linux.process import close_extra_fds
+
+        close_extra_fds(plan.options.preserve_fds, keep)
+        if plan.oom_score_adj is not None:
+            with open("/proc/self/oom_score_adj", "w") as handle:
+                handle.write(str(plan.oom_score_adj))
+        if "network" in plan.namespaces.create:
+            namespaces.loopback_up()
+        run_all(plan.mount_steps)
+        run_all(plan.root_steps)
+        run_all(plan.process.steps())
+        channel.send("ready")
+        starter = wait_for_start(channel, listener)
+    except BaseException as err:
+        child_failed(channel, err, plan.options.debug)
+    try:
+        if listener is not None:
+            listener.close()
+        plan.process.execute()
+    except BaseException as err:
+        child_failed(starter, err, plan.options.debug)
+
+
+def wait_for_start(channel: Channel, listener: socket.socket | None) -> Channel:
+    """Block until ``start`` arrives, on the sync channel (run) or the start socket (create)."""
+    watched: list[Channel | socket.socket] = [channel]
+    if listener is not None:
+        watched.append(listener)
+    while True:
+        ready, _, _ = select.select(watched, [], [])
+        if channel in ready:
+            message = channel.recv()
+            if message is None:  # the parent has gone: wait on the start socket alone
+                watched.remove(channel)
+                channel.close()
+                if not watched:
+                    raise OcirtError("nobody can start this container any more")
+                continue
+            if message["type"] == "start":
+                return channel
+        if listener is not None and listener in ready:
+            conn, _ = listener.accept()
+            starter = Channel(conn)
+            message = starter.recv()
+            if message is not None and message["type"] == "start":
+                return starter
+            starter.close()

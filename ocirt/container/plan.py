@@ -1,0 +1,130 @@
+"""The container plan: config.json turned into the steps that build the container.
+
+Everything that can be known before a process is forked is decided here: which namespaces to
+create or join, which cgroup files to write, the mounts, devices and pivot, the process's
+identity and limits. A mistake in the config is reported now, before anything exists. The
+same plan is printed by ``--explain`` and carried out by ``create``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from ocirt.errors import ConfigError, UnsupportedError
+from ocirt.linux import cgroups, devices, namespaces, rootfs
+from ocirt.linux import syscalls as sc
+from ocirt.linux.namespaces import NamespacePlan
+from ocirt.linux.plan import Step
+from ocirt.linux.process import ProcessSetup
+
+
+@dataclass
+class Options:
+    """The command line's say in how a container is built."""
+
+    pid_file: str | None = None
+    no_pivot: bool = False
+    no_new_keyring: bool = False
+    preserve_fds: int = 0
+    console_socket: str | None = None
+    debug: bool = False
+
+
+@dataclass
+class ContainerPlan:
+    container_id: str
+    bundle: str
+    rootfs: str
+    config: dict[str, Any]
+    options: Options
+    namespaces: NamespacePlan
+    cgroup: cgroups.Manager
+    cgroup_steps: list[Step]
+    mount_steps: list[Step]  # in the container's mount namespace, before pivot_root
+    root_steps: list[Step]  # pivot_root and what follows it
+    process: ProcessSetup
+    oom_score_adj: int | None = None
+    host_notes: list[str] = field(default_factory=list)
+
+    def explain(self) -> str:
+        sections = [
+            ("cgroups (runtime, before the container's processes start)", self.cgroup_steps),
+            ("namespaces (stage-1 child)", [Step(t, _noop) for t in self.namespaces.describe()]),
+            ("mounts (init, in the new mount namespace)", self.mount_steps),
+            ("root (init)", self.root_steps),
+            ("process (init, before it waits for start)", self.process.steps()),
+            ("on start (init)", [Step(f"execve {self.process.args!r}", _noop)]),
+        ]
+        lines = [f"plan for container {self.container_id} (bundle {self.bundle})"]
+        for title, steps in sections:
+            lines.append(f"{title}:")
+            lines += [f"  {step.describe()}" for step in steps] or ["  (nothing)"]
+        return "\n".join(lines)
+
+
+def _noop() -> None:
+    pass
+
+
+def build(container_id: str, bundle: str, config: dict[str, Any], options: Options
+          ) -> ContainerPlan:
+    linux: dict[str, Any] = config.get("linux") or {}
+    process: dict[str, Any] | None = config.get("process")
+    if process is None:
+        raise ConfigError("$.process", "is required to create a container")
+    root = config.get("root") or {}
+    if "path" not in root:
+        raise ConfigError("$.root.path", "is required on Linux")
+    rootfs_path = os.path.join(bundle, root["path"])
+    if not os.path.isdir(rootfs_path):
+        raise ConfigError("$.root.path", f"rootfs {rootfs_path!r} is not a directory")
+
+    ns = namespaces.plan_namespaces(linux)
+    if not ns.has("mount"):
+        raise UnsupportedError("linux.namespaces has no mount namespace: ocirt will not set up "
+                               "a rootfs in the host's own mount namespace")
+    for key, kind in (("hostname", "uts"), ("domainname", "uts")):
+        if config.get(key) and "uts" not in ns.create:
+            raise ConfigError(f"$.{key}", f"setting the {key} needs a new {kind} namespace")
+
+    manager = cgroups.Manager(cgroups.discover(),
+                              cgroups.resolve_path(linux.get("cgroupsPath"), container_id))
+    cgroup_steps = manager.steps(linux.get("resources") or {})
+
+    ctx = rootfs.RootContext(os.path.realpath(rootfs_path))
+    mount_steps = rootfs.prepare_steps(ctx, linux.get("rootfsPropagation"))
+
+    def cgroup_mount(ctx: rootfs.RootContext, mount: dict[str, Any],
+                     parsed: rootfs.MountOptions) -> list[Step]:
+        return cgroups.mount_steps(manager, ctx, mount, parsed.flags)
+
+    mounts = config.get("mounts", [])
+    for index, mount in enumerate(mounts):
+        mount_steps += rootfs.mount_steps(ctx, mount, index, bundle, cgroup_mount)
+    has_devpts = any(m.get("destination") == "/dev/pts" for m in mounts)
+    mount_steps += devices.device_steps(ctx, devices.devices_from_config(linux),
+                                        bind_from_host=ns.has("user"), has_devpts=has_devpts)
+
+    setup = ProcessSetup.from_config(process, options.preserve_fds)
+    cwd = setup.cwd
+    mount_steps.append(Step(f"mkdir -p {cwd} (process.cwd, inside the rootfs)",
+                            lambda: os.close(ctx.target(cwd, "dir"))))
+
+    root_steps = rootfs.pivot_steps(ctx, options.no_pivot)
+    root_steps += rootfs.finish_steps(bool(root.get("readonly")), linux.get("maskedPaths", []),
+                                      linux.get("readonlyPaths", []),
+                                      linux.get("rootfsPropagation"))
+    if config.get("hostname") is not None:
+        hostname = config["hostname"]
+        root_steps.append(Step(f"sethostname {hostname!r}", lambda: sc.sethostname(hostname)))
+    if config.get("domainname") is not None:
+        domain = config["domainname"]
+        root_steps.append(Step(f"setdomainname {domain!r}", lambda: sc.setdomainname(domain)))
+
+    return ContainerPlan(container_id=container_id, bundle=bundle, rootfs=ctx.rootfs,
+                         config=config, options=options, namespaces=ns, cgroup=manager,
+                         cgroup_steps=cgroup_steps, mount_steps=mount_steps,
+                         root_steps=root_steps, process=setup,
+                         oom_score_adj=process.get("oomScoreAdj"))

@@ -1,0 +1,198 @@
+"""Container state: the status machine, the state document, and the state directory.
+
+One directory per container under the state root (``--root``, default /run/ocirt), mode 0700.
+``state.json`` is written atomically (temporary file + rename). Every command that changes a
+container holds an exclusive flock on the container's directory, so two commands on one ID never
+interleave; a command that gets the lock after a ``delete`` sees the directory gone.
+
+The status is derived, not trusted: the saved status (creating, created, running) holds only
+while the container process is alive, which is checked by PID *and* its start time, so a
+reused PID never makes a stopped container look alive.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from ocirt import OCI_VERSION
+from ocirt.errors import ContainerExists, ContainerNotFound, InvalidID, OcirtError
+
+DEFAULT_ROOT = "/run/ocirt"
+MAX_ID_LENGTH = 1024
+_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
+
+
+class Status(StrEnum):
+    CREATING = "creating"
+    CREATED = "created"
+    RUNNING = "running"
+    STOPPED = "stopped"
+
+    @property
+    def can_start(self) -> bool:
+        return self is Status.CREATED
+
+    @property
+    def can_kill(self) -> bool:
+        return self in (Status.CREATED, Status.RUNNING)
+
+    @property
+    def can_delete(self) -> bool:
+        return self is Status.STOPPED
+
+
+def check_id(container_id: str) -> None:
+    if not container_id:
+        raise InvalidID("invalid container ID: it is empty")
+    if len(container_id) > MAX_ID_LENGTH:
+        raise InvalidID(f"invalid container ID: longer than {MAX_ID_LENGTH} characters")
+    if container_id in (".", "..") or not set(container_id) <= _ID_CHARS:
+        raise InvalidID(f"invalid container ID {container_id!r}: use letters, digits and "
+                        "'_', '+', '-', '.' only (no '/', not '.' or '..')")
+
+
+def process_start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks, or None if it is gone or a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            raw = handle.read()
+    except OSError:
+        return None
+    fields = raw[raw.rfind(b")") + 2:].split()
+    if fields[0] in (b"Z", b"X"):
+        return None
+    return int(fields[19])
+
+
+@dataclass
+class ContainerState:
+    id: str
+    bundle: str
+    rootfs: str
+    pid: int = 0
+    pid_start: int = 0
+    status: Status = Status.CREATING
+    created: str = ""
+    owner: str = ""
+    annotations: dict[str, str] = field(default_factory=dict)
+    cgroup: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def current_status(self) -> Status:
+        if self.status is Status.STOPPED or self.pid <= 0:
+            return Status.STOPPED if self.status is not Status.CREATING else Status.CREATING
+        if process_start_time(self.pid) != self.pid_start:
+            return Status.STOPPED
+        return self.status
+
+    def document(self) -> dict[str, Any]:
+        """The state document of runtime.md (plus runc's extra fields)."""
+        status = self.current_status()
+        doc: dict[str, Any] = {"ociVersion": OCI_VERSION, "id": self.id, "pid": 0,
+                               "status": status.value, "bundle": self.bundle,
+                               "rootfs": self.rootfs, "created": self.created,
+                               "owner": self.owner}
+        if status in (Status.CREATED, Status.RUNNING):
+            doc["pid"] = self.pid
+        if self.annotations:
+            doc["annotations"] = self.annotations
+        return doc
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["status"] = self.status.value
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ContainerState:
+        data = dict(data)
+        data["status"] = Status(data["status"])
+        return cls(**data)
+
+
+class Store:
+    """The state root: one locked directory per container."""
+
+    def __init__(self, root: str = DEFAULT_ROOT) -> None:
+        self.root = os.path.abspath(root)
+
+    def path(self, container_id: str, *names: str) -> str:
+        return os.path.join(self.root, container_id, *names)
+
+    def ids(self) -> list[str]:
+        try:
+            return sorted(name for name in os.listdir(self.root)
+                          if os.path.isfile(self.path(name, "state.json")))
+        except FileNotFoundError:
+            return []
+
+    def create(self, container_id: str) -> Lock:
+        check_id(container_id)
+        os.makedirs(self.root, mode=0o700, exist_ok=True)
+        try:
+            os.mkdir(self.path(container_id), 0o700)
+        except FileExistsError:
+            raise ContainerExists(container_id) from None
+        return Lock(self.path(container_id), container_id)
+
+    def lock(self, container_id: str) -> Lock:
+        check_id(container_id)
+        return Lock(self.path(container_id), container_id)
+
+    def load(self, container_id: str) -> ContainerState:
+        try:
+            with open(self.path(container_id, "state.json"), "rb") as handle:
+                return ContainerState.from_json(json.loads(handle.read()))
+        except FileNotFoundError:
+            raise ContainerNotFound(container_id) from None
+        except (ValueError, TypeError, KeyError) as err:
+            raise OcirtError(f"state of container {container_id} is damaged: {err}") from err
+
+    def save(self, state: ContainerState) -> None:
+        write_atomic(self.path(state.id, "state.json"), json.dumps(state.to_json()).encode())
+
+    def remove(self, container_id: str) -> None:
+        directory = self.path(container_id)
+        for name in os.listdir(directory):
+            os.unlink(os.path.join(directory, name))
+        os.rmdir(directory)
+
+
+class Lock:
+    """An exclusive flock on a container's directory, held for the life of one command."""
+
+    def __init__(self, directory: str, container_id: str) -> None:
+        try:
+            self.fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise ContainerNotFound(container_id) from None
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        if os.fstat(self.fd).st_nlink == 0:  # deleted while we waited for the lock
+            os.close(self.fd)
+            raise ContainerNotFound(container_id)
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> Lock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def write_atomic(path: str, data: bytes, mode: int = 0o600) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)

@@ -1,0 +1,109 @@
+"""The parent/child synchronisation protocol, and the channel that speaks it.
+
+Three processes build a container; messages are JSON objects, one per SOCK_SEQPACKET packet on
+a socketpair made by the runtime before it forks (the ``sync`` channel)::
+
+  ocirt create (parent)            stage-1 (child)                  init (grandchild)
+  ---------------------            ---------------                  -----------------
+  fork ---------------------------> waits for "go"
+  mkdir cgroups, write limits,
+  add stage-1 to them
+  {"go"} -------------------------> join user ns / unshare it
+                   <--------------- {"userns"}          (only for a new user namespace)
+  write uid_map, gid_map
+  {"mapped"} ---------------------> join + unshare the other namespaces (pid, mount, ...)
+                                    fork ---------------------------> (pid 1 if a new pid ns)
+                   <--------------- {"pid": N}  (host pid); exits
+  waitpid(stage-1)                                                  mounts, devices, pivot_root,
+                                                                    hostname, rlimits, user,
+                                                                    capabilities, chdir, lookup
+                   <------------------------------------------------ {"ready"} | {"error": msg}
+  state "created", pid file; exits
+  (the sync channel closes: init now waits on the start socket)
+
+  ocirt start                                                       init, blocked in accept()
+  -----------                                                       ------------------------
+  connect(<state dir>/start.sock)
+  {"start"} --------------------------------------------------------> execve(program)
+  reads until end-of-file  <---------- EOF: the socket is close-on-exec, so EOF means the exec
+                                       happened; {"error": msg} if it failed
+
+``ocirt run`` in the foreground sends {"start"} over the sync channel instead and waits for the
+same end-of-file there. The start socket is made and bound by the parent before it forks, in
+the state directory (mode 0700), so only root can start a container. Stage-1 is the calling
+process's grandchild no longer than it takes to fork init: init is re-parented to the nearest
+subreaper (the manager that ran ``ocirt create``, such as conmon or containerd-shim), which
+therefore reaps it and collects its exit status.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from typing import Any
+
+from ocirt.errors import OcirtError
+
+_MAX_MESSAGE = 65536
+
+
+class Channel:
+    """One end of a SOCK_SEQPACKET socket carrying JSON messages."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    @classmethod
+    def pair(cls) -> tuple[Channel, Channel]:
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        return cls(parent), cls(child)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def send(self, kind: str, **fields: Any) -> None:
+        fields["type"] = kind
+        try:
+            self.sock.send(json.dumps(fields).encode())
+        except OSError as err:
+            raise OcirtError(f"sync: sending {kind!r}: {err.strerror}") from err
+
+    def recv(self) -> dict[str, Any] | None:
+        """The next message, or None at end-of-file (the other side closed or exec'd)."""
+        try:
+            data = self.sock.recv(_MAX_MESSAGE)
+        except InterruptedError:
+            return self.recv()
+        if not data:
+            return None
+        message: dict[str, Any] = json.loads(data)
+        return message
+
+    def expect(self, kind: str, what: str) -> dict[str, Any]:
+        """Wait for ``kind``; an error message from the other side becomes our error."""
+        message = self.recv()
+        if message is None:
+            raise OcirtError(f"{what}: the container's process exited before it was set up")
+        if message["type"] == "error":
+            raise OcirtError(message["msg"])
+        if message["type"] != kind:
+            raise OcirtError(f"{what}: unexpected sync message {message['type']!r}")
+        return message
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def child_failed(channel: Channel | None, err: BaseException, debug: bool) -> None:
+    """In a child: report ``err`` to the parent and exit without running Python cleanup."""
+    try:
+        message = str(err) if isinstance(err, OcirtError) else f"{type(err).__name__}: {err}"
+        if debug:
+            import traceback
+
+            message += "\n" + "".join(traceback.format_exception(err))
+        if channel is not None:
+            channel.send("error", msg=message)
+    finally:
+        os._exit(1)

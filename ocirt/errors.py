@@ -1,0 +1,80 @@
+"""The runtime's error hierarchy: every failure a user can see is one of these.
+
+Each error carries what was being done, on what, and why; the CLI prints ``str(err)`` as one
+line (or one JSON log line) and exits with ``err.exit_code``. Tracebacks only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import os
+
+
+class OcirtError(Exception):
+    """Base class: a message meant for the user and an exit code."""
+
+    exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(OcirtError):
+    """config.json is unreadable, not JSON, or does not match the schema.
+
+    ``where`` is the JSON path (``$.process.args[0]``) or ``line:column`` for a parse error.
+    """
+
+    def __init__(self, where: str, what: str, file: str = "config.json") -> None:
+        super().__init__(f"{file}: {where}: {what}")
+        self.where = where
+        self.what = what
+
+
+class ContainerNotFound(OcirtError):
+    def __init__(self, container_id: str) -> None:
+        super().__init__(f"container does not exist: {container_id}")
+        self.container_id = container_id
+
+
+class ContainerExists(OcirtError):
+    def __init__(self, container_id: str) -> None:
+        super().__init__(f"container with id exists: {container_id}")
+
+
+class InvalidID(OcirtError):
+    pass
+
+
+class StateError(OcirtError):
+    """An operation is not allowed in the container's current status."""
+
+
+class NotRunning(StateError):
+    """Worded as runc words it; managers (containerd, conmon) match this text."""
+
+    def __init__(self) -> None:
+        super().__init__("container not running")
+
+
+class SyscallError(OcirtError):
+    """A kernel call failed: names the call, its arguments and the errno as text."""
+
+    def __init__(self, call: str, err: int, detail: str = "") -> None:
+        name = _errno.errorcode.get(err, str(err))
+        text = f"{call}: {os.strerror(err)} ({name})"
+        super().__init__(f"{detail}: {text}" if detail else text)
+        self.call = call
+        self.errno = err
+
+
+class ExecError(OcirtError):
+    """The user's program cannot be run; worded like runc so managers map 127/126."""
+
+
+class UnsupportedError(OcirtError):
+    """The config asks for something this kernel or host cannot do."""

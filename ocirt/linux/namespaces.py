@@ -1,0 +1,148 @@
+"""Namespaces: which to create, which to join by path, and in what order.
+
+A user namespace comes first (joined or created) because it owns the others; its id maps are
+written by the parent before the child goes on. The pid and time namespaces only apply to
+children, so the stage that enters them forks the container's init afterwards.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from ocirt.errors import ConfigError, OcirtError
+from ocirt.linux import syscalls as sc
+
+# OCI type -> (clone flag, name under /proc/<pid>/ns).
+NAMESPACES: dict[str, tuple[int, str]] = {
+    "user": (sc.CLONE_NEWUSER, "user"),
+    "pid": (sc.CLONE_NEWPID, "pid"),
+    "mount": (sc.CLONE_NEWNS, "mnt"),
+    "network": (sc.CLONE_NEWNET, "net"),
+    "ipc": (sc.CLONE_NEWIPC, "ipc"),
+    "uts": (sc.CLONE_NEWUTS, "uts"),
+    "cgroup": (sc.CLONE_NEWCGROUP, "cgroup"),
+    "time": (sc.CLONE_NEWTIME, "time"),
+}
+# The order setns needs: user first (it grants the rights for the rest), mount last among
+# those that change what paths mean.
+JOIN_ORDER = ["user", "ipc", "uts", "network", "pid", "cgroup", "time", "mount"]
+_NS_GET_NSTYPE = 0xB703
+
+
+@dataclass
+class NamespacePlan:
+    create: list[str] = field(default_factory=list)
+    join: dict[str, str] = field(default_factory=dict)
+
+    def has(self, kind: str) -> bool:
+        return kind in self.create or kind in self.join
+
+    @property
+    def new_user(self) -> bool:
+        return "user" in self.create
+
+    def unshare_flags(self, exclude_user: bool = True) -> int:
+        flags = 0
+        for kind in self.create:
+            if not (exclude_user and kind == "user"):
+                flags |= NAMESPACES[kind][0]
+        return flags
+
+    def describe(self) -> list[str]:
+        lines = [f"setns {path} ({kind})" for kind, path in self.ordered_joins()]
+        if self.new_user:
+            lines.append("unshare(CLONE_NEWUSER), then the parent writes uid_map/gid_map")
+        flags = [f"CLONE_NEW{kind.upper() if kind != 'mount' else 'NS'}"
+                 for kind in self.create if kind != "user"]
+        if flags:
+            lines.append(f"unshare({' | '.join(flags)})")
+        return lines
+
+    def ordered_joins(self) -> list[tuple[str, str]]:
+        return [(kind, self.join[kind]) for kind in JOIN_ORDER if kind in self.join]
+
+
+def plan_namespaces(linux: dict[str, Any]) -> NamespacePlan:
+    plan = NamespacePlan()
+    for index, entry in enumerate(linux.get("namespaces", [])):
+        kind = entry["type"]
+        if kind not in NAMESPACES:
+            raise ConfigError(f"$.linux.namespaces[{index}].type",
+                              f"unknown namespace type {kind!r}")
+        if plan.has(kind):
+            raise ConfigError(f"$.linux.namespaces[{index}]",
+                              f"namespace type {kind!r} is given twice")
+        path = entry.get("path")
+        if path:
+            plan.join[kind] = path
+        else:
+            plan.create.append(kind)
+    return plan
+
+
+def open_namespaces(plan: NamespacePlan) -> list[tuple[str, int]]:
+    """Open every namespace to join and check it is of the declared type (in the parent)."""
+    opened: list[tuple[str, int]] = []
+    try:
+        for kind, path in plan.ordered_joins():
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as err:
+                raise OcirtError(f"namespace {kind} path {path!r}: {err.strerror}") from err
+            opened.append((kind, fd))
+            try:
+                actual = fcntl.ioctl(fd, _NS_GET_NSTYPE)
+            except OSError as err:
+                raise OcirtError(f"namespace path {path!r} is not a namespace: "
+                                 f"{err.strerror}") from err
+            if actual != NAMESPACES[kind][0]:
+                names = {flag: name for name, (flag, _) in NAMESPACES.items()}
+                raise OcirtError(f"namespace path {path!r} is a {names.get(actual, '?')} "
+                                 f"namespace, not {kind}")
+    except BaseException:
+        close_all(opened)
+        raise
+    return opened
+
+
+def close_all(opened: list[tuple[str, int]]) -> None:
+    for _, fd in opened:
+        os.close(fd)
+
+
+def join(opened: list[tuple[str, int]], only: set[str] | None = None) -> None:
+    for kind, fd in opened:
+        if only is None or kind in only:
+            sc.setns(fd, NAMESPACES[kind][0], f"joining {kind} namespace")
+
+
+def write_id_maps(pid: int, linux: dict[str, Any]) -> None:
+    """Write uid_map and gid_map of a child that has just made its user namespace."""
+    for key, name in (("uidMappings", "uid_map"), ("gidMappings", "gid_map")):
+        lines = "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n"
+                        for m in linux.get(key, []))
+        if not lines:
+            continue
+        try:
+            with open(f"/proc/{pid}/{name}", "w") as handle:
+                handle.write(lines)
+        except OSError as err:
+            raise OcirtError(f"writing {name} ({lines.strip()!r}): {err.strerror}") from err
+
+
+def loopback_up() -> None:
+    """Bring up ``lo`` in a new network namespace (SIOCGIFFLAGS/SIOCSIFFLAGS on it)."""
+    import socket
+    import struct
+
+    siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack("16sh14x", b"lo", 0)
+        try:
+            flags = struct.unpack("16sh14x", fcntl.ioctl(sock, siocgifflags, request))[1]
+            fcntl.ioctl(sock, siocsifflags, struct.pack("16sh14x", b"lo", flags | iff_up))
+        except OSError as err:
+            raise OcirtError(f"bringing up the loopback interface: {err.strerror}") from err

@@ -1,0 +1,295 @@
+"""The container's root filesystem: mount options, safe paths, the mount plan and pivot_root.
+
+Every path from the config is resolved by the kernel inside the rootfs (openat2 with
+RESOLVE_IN_ROOT), so a symlink in the rootfs can never make a mount land outside it; the mount
+then targets the opened file through /proc/self/fd, so a path swapped after the check cannot
+redirect it either. All steps run in the container's own mount namespace, made slave (or what
+linux.rootfsPropagation says) before the first mount, so nothing reaches the host.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from ocirt.errors import ConfigError, OcirtError, SyscallError
+from ocirt.linux import syscalls as sc
+from ocirt.linux.plan import Step
+
+# option -> (clears the flag?, flag), as mount(8) and runc understand them.
+MOUNT_FLAGS: dict[str, tuple[bool, int]] = {
+    "async": (True, sc.MS_SYNCHRONOUS), "atime": (True, sc.MS_NOATIME),
+    "bind": (False, sc.MS_BIND), "defaults": (False, 0), "dev": (True, sc.MS_NODEV),
+    "diratime": (True, sc.MS_NODIRATIME), "dirsync": (False, sc.MS_DIRSYNC),
+    "exec": (True, sc.MS_NOEXEC), "iversion": (False, 1 << 23),
+    "lazytime": (False, sc.MS_LAZYTIME), "loud": (True, sc.MS_SILENT),
+    "mand": (False, sc.MS_MANDLOCK), "noatime": (False, sc.MS_NOATIME),
+    "nodev": (False, sc.MS_NODEV), "nodiratime": (False, sc.MS_NODIRATIME),
+    "noexec": (False, sc.MS_NOEXEC), "noiversion": (True, 1 << 23),
+    "nolazytime": (True, sc.MS_LAZYTIME), "nomand": (True, sc.MS_MANDLOCK),
+    "norelatime": (True, sc.MS_RELATIME), "nostrictatime": (True, sc.MS_STRICTATIME),
+    "nosuid": (False, sc.MS_NOSUID), "nosymfollow": (False, sc.MS_NOSYMFOLLOW),
+    "rbind": (False, sc.MS_BIND | sc.MS_REC), "relatime": (False, sc.MS_RELATIME),
+    "remount": (False, sc.MS_REMOUNT), "ro": (False, sc.MS_RDONLY), "rw": (True, sc.MS_RDONLY),
+    "silent": (False, sc.MS_SILENT), "strictatime": (False, sc.MS_STRICTATIME),
+    "suid": (True, sc.MS_NOSUID), "symfollow": (True, sc.MS_NOSYMFOLLOW),
+    "sync": (False, sc.MS_SYNCHRONOUS),
+}
+PROPAGATION: dict[str, int] = {
+    "private": sc.MS_PRIVATE, "rprivate": sc.MS_PRIVATE | sc.MS_REC,
+    "shared": sc.MS_SHARED, "rshared": sc.MS_SHARED | sc.MS_REC,
+    "slave": sc.MS_SLAVE, "rslave": sc.MS_SLAVE | sc.MS_REC,
+    "unbindable": sc.MS_UNBINDABLE, "runbindable": sc.MS_UNBINDABLE | sc.MS_REC,
+}
+# Flags a read-only (or other) remount of a bind mount must keep, or the kernel refuses it
+# inside a user namespace (they are locked) and silently drops them outside one.
+_KEPT_ON_REMOUNT = (sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
+                    | sc.MS_NOATIME | sc.MS_NODIRATIME | sc.MS_RELATIME)
+_ST_TO_MS = {1: sc.MS_RDONLY, 2: sc.MS_NOSUID, 4: sc.MS_NODEV, 8: sc.MS_NOEXEC,
+             1024: sc.MS_NOATIME, 2048: sc.MS_NODIRATIME, 4096: sc.MS_RELATIME}
+
+
+@dataclass
+class MountOptions:
+    flags: int = 0
+    propagation: list[int] = field(default_factory=list)
+    data: list[str] = field(default_factory=list)
+
+    @property
+    def is_bind(self) -> bool:
+        return bool(self.flags & sc.MS_BIND)
+
+
+def parse_options(options: list[str]) -> MountOptions:
+    """Split mount options into flags, propagation changes and filesystem data."""
+    result = MountOptions()
+    for option in options:
+        if option in MOUNT_FLAGS:
+            clear, flag = MOUNT_FLAGS[option]
+            result.flags = result.flags & ~flag if clear else result.flags | flag
+        elif option in PROPAGATION:
+            result.propagation.append(PROPAGATION[option])
+        else:
+            result.data.append(option)
+    return result
+
+
+def describe_flags(flags: int) -> str:
+    names = [name for name, (clear, flag) in MOUNT_FLAGS.items()
+             if not clear and flag and flags & flag == flag and name not in ("defaults", "rbind")]
+    if flags & sc.MS_BIND and flags & sc.MS_REC:
+        names = ["rbind"] + [n for n in names if n != "bind"]
+    return ",".join(names) or "none"
+
+
+def open_in_root(rootfd: int, path: str, create: str | None = None) -> int:
+    """Open ``path`` (absolute inside the rootfs) as an O_PATH fd without leaving the root.
+
+    ``create`` is ``"dir"`` or ``"file"`` to make a missing destination (and its parent
+    directories) the way a mount needs it.
+    """
+    try:
+        return sc.openat2(rootfd, path, os.O_PATH, sc.RESOLVE_IN_ROOT)
+    except FileNotFoundError:
+        if create is None:
+            raise
+    parent, _, name = path.rstrip("/").rpartition("/")
+    if not name or name in (".", ".."):
+        raise OSError(22, "not a valid mount destination", path)
+    parentfd = open_in_root(rootfd, parent or "/", "dir")
+    try:
+        if create == "dir":
+            try:
+                os.mkdir(name, 0o755, dir_fd=parentfd)
+            except FileExistsError:
+                pass
+        else:
+            try:
+                os.close(os.open(name, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                 0o644, dir_fd=parentfd))
+            except FileExistsError:
+                pass
+        return sc.openat2(parentfd, name, os.O_PATH, sc.RESOLVE_IN_ROOT)
+    finally:
+        os.close(parentfd)
+
+
+def fd_path(fd: int) -> str:
+    return f"/proc/self/fd/{fd}"
+
+
+class RootContext:
+    """What the rootfs steps share while they run: the rootfs path and an fd on it."""
+
+    def __init__(self, rootfs: str) -> None:
+        self.rootfs = rootfs
+        self._fd = -1
+
+    @property
+    def fd(self) -> int:
+        if self._fd < 0:
+            self._fd = os.open(self.rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        return self._fd
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def target(self, destination: str, create: str | None) -> int:
+        try:
+            return open_in_root(self.fd, destination, create)
+        except OSError as err:
+            raise OcirtError(f"mount destination {destination!r} in rootfs {self.rootfs!r}: "
+                             f"{err.strerror}") from err
+
+
+def current_mount_flags(path: str) -> int:
+    flags = 0
+    vfs = os.statvfs(path)
+    for st_flag, ms_flag in _ST_TO_MS.items():
+        if vfs.f_flag & st_flag:
+            flags |= ms_flag
+    return flags
+
+
+def remount_bind(path: str, flags: int) -> None:
+    """Change the flags of the bind mount at ``path``, keeping the locked ones it has."""
+    kept = current_mount_flags(path) & _KEPT_ON_REMOUNT & ~sc.MS_RDONLY
+    sc.mount(None, path, None, sc.MS_BIND | sc.MS_REMOUNT | kept | flags)
+
+
+def mount_steps(ctx: RootContext, mount: dict[str, Any], index: int, bundle: str,
+                special: Callable[[RootContext, dict[str, Any], MountOptions], list[Step]] | None,
+                ) -> list[Step]:
+    """The steps for one entry of config.json ``mounts``."""
+    destination: str = mount["destination"]
+    if not destination.startswith("/"):
+        raise ConfigError(f"$.mounts[{index}].destination",
+                          f"must be an absolute path, got {destination!r}")
+    fstype: str | None = mount.get("type")
+    options = parse_options(mount.get("options", []))
+    source: str | None = mount.get("source")
+    if options.is_bind or fstype == "bind":
+        options.flags |= sc.MS_BIND
+        if source is None:
+            raise ConfigError(f"$.mounts[{index}].source", "a bind mount needs a source")
+        if not source.startswith("/"):
+            source = os.path.join(bundle, source)
+    elif fstype == "cgroup" and special is not None:
+        return special(ctx, mount, options)
+    data = ",".join(options.data) or None
+    text = (f"mount {source or fstype} on {destination} type {fstype or 'none'} "
+            f"({describe_flags(options.flags)}{',' + data if data else ''})")
+    return [Step(text, lambda: _do_mount(ctx, source, destination, fstype, options, data))]
+
+
+def _do_mount(ctx: RootContext, source: str | None, destination: str, fstype: str | None,
+              options: MountOptions, data: str | None) -> None:
+    create = "dir"
+    if options.is_bind:
+        try:
+            if not stat.S_ISDIR(os.stat(source or "").st_mode):
+                create = "file"
+        except OSError as err:
+            raise OcirtError(f"bind mount source {source!r} for {destination!r}: "
+                             f"{err.strerror}") from err
+    fd = ctx.target(destination, create)
+    try:
+        target = fd_path(fd)
+        flags = options.flags
+        if options.is_bind:
+            sc.mount(source, target, fstype, flags & (sc.MS_BIND | sc.MS_REC), data)
+            extra = flags & ~(sc.MS_BIND | sc.MS_REC | sc.MS_REMOUNT)
+            if extra:
+                # The new mount now covers the old target: reopen to reach it, then remount.
+                os.close(fd)
+                fd = ctx.target(destination, None)
+                remount_bind(fd_path(fd), extra)
+        else:
+            sc.mount(source or fstype or "none", target, fstype, flags, data)
+        if options.propagation:
+            os.close(fd)
+            fd = ctx.target(destination, None)
+            for prop in options.propagation:
+                sc.mount(None, fd_path(fd), None, prop)
+    except SyscallError as err:
+        raise OcirtError(f"mounting {destination!r}: {err}") from err
+    finally:
+        os.close(fd)
+
+
+def prepare_steps(ctx: RootContext, propagation: str | None) -> list[Step]:
+    """Cut the mount namespace off from the host, then make the rootfs a mount point."""
+    flag = PROPAGATION[propagation] | sc.MS_REC if propagation else sc.MS_SLAVE | sc.MS_REC
+    name = propagation or "rslave"
+    return [
+        Step(f"mount --make-{name} / (nothing propagates back to the host)",
+             lambda: sc.mount(None, "/", None, flag)),
+        Step(f"mount --rbind {ctx.rootfs} {ctx.rootfs} (rootfs becomes a mount point)",
+             lambda: sc.mount(ctx.rootfs, ctx.rootfs, None, sc.MS_BIND | sc.MS_REC)),
+    ]
+
+
+def pivot_steps(ctx: RootContext, no_pivot: bool) -> list[Step]:
+    if no_pivot:
+        return [Step(f"mount --move {ctx.rootfs} /; chroot .", lambda: _move_root(ctx))]
+    return [Step(f"pivot_root {ctx.rootfs}; umount -l old root", lambda: _pivot(ctx))]
+
+
+def _pivot(ctx: RootContext) -> None:
+    # pivot_root(".", ".") stacks the old root on top of the new one; detaching it then leaves
+    # the new root alone, with no directory for the old root needed (as runc does).
+    ctx.close()
+    os.chdir(ctx.rootfs)
+    sc.pivot_root(".", ".")
+    sc.umount2(".", sc.MNT_DETACH)
+    os.chdir("/")
+
+
+def _move_root(ctx: RootContext) -> None:
+    ctx.close()
+    os.chdir(ctx.rootfs)
+    sc.mount(ctx.rootfs, "/", None, sc.MS_MOVE)
+    os.chroot(".")
+    os.chdir("/")
+
+
+def finish_steps(readonly: bool, masked: list[str], readonly_paths: list[str],
+                 propagation: str | None) -> list[Step]:
+    """Steps after pivot_root: paths are now the container's own."""
+    steps = [Step(f"mask {path} (bind /dev/null, or a read-only tmpfs on a directory)",
+                  partial(_mask, path)) for path in masked]
+    steps += [Step(f"make {path} read-only (bind on itself, remount ro)",
+                   partial(_readonly, path)) for path in readonly_paths]
+    if readonly:
+        steps.append(Step("remount / read-only", lambda: remount_bind("/", sc.MS_RDONLY)))
+    if propagation in ("shared", "rshared"):
+        steps.append(Step(f"mount --make-{propagation} /",
+                          lambda: sc.mount(None, "/", None, PROPAGATION[propagation or ""])))
+    return steps
+
+
+def _mask(path: str) -> None:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        sc.mount("tmpfs", path, "tmpfs", sc.MS_RDONLY, None)
+    else:
+        sc.mount("/dev/null", path, None, sc.MS_BIND, None)
+
+
+def _readonly(path: str) -> None:
+    try:
+        sc.mount(path, path, None, sc.MS_BIND | sc.MS_REC, None)
+    except SyscallError as err:
+        if err.errno == 2:
+            return
+        raise
+    remount_bind(path, sc.MS_RDONLY)

@@ -1,0 +1,162 @@
+"""The one ctypes binding module: Linux system calls the standard library does not offer.
+
+Constants are named as in the kernel headers. Each wrapper raises ``SyscallError`` naming the
+call, its arguments and the errno as text, so callers never check return values themselves.
+Nothing above this module touches ctypes.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+from ocirt.errors import SyscallError
+
+# Clone flags (linux/sched.h).
+CLONE_NEWTIME = 0x00000080
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+# Mount flags (linux/mount.h).
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_SYNCHRONOUS = 16
+MS_REMOUNT = 32
+MS_MANDLOCK = 64
+MS_DIRSYNC = 128
+MS_NOSYMFOLLOW = 256
+MS_NOATIME = 1024
+MS_NODIRATIME = 2048
+MS_BIND = 4096
+MS_MOVE = 8192
+MS_REC = 16384
+MS_SILENT = 32768
+MS_UNBINDABLE = 1 << 17
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MS_SHARED = 1 << 20
+MS_RELATIME = 1 << 21
+MS_STRICTATIME = 1 << 24
+MS_LAZYTIME = 1 << 25
+
+MNT_FORCE = 1
+MNT_DETACH = 2
+
+# prctl options (linux/prctl.h).
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_SET_KEEPCAPS = 8
+PR_SET_NAME = 15
+PR_CAPBSET_DROP = 24
+PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NO_NEW_PRIVS = 38
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+_SYS_pivot_root = 155  # x86_64
+_SYS_setns = 308
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+_mount = _libc.mount
+_mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
+                   ctypes.c_char_p]
+_umount2 = _libc.umount2
+_umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+_unshare = _libc.unshare
+_unshare.argtypes = [ctypes.c_int]
+_setns = _libc.setns
+_setns.argtypes = [ctypes.c_int, ctypes.c_int]
+_prctl = _libc.prctl
+_prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+_sethostname = _libc.sethostname
+_sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+_setdomainname = _libc.setdomainname
+_setdomainname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+_syscall = _libc.syscall
+
+
+def _fail(call: str, detail: str = "") -> SyscallError:
+    return SyscallError(call, ctypes.get_errno(), detail)
+
+
+def _b(value: str | None) -> bytes | None:
+    return None if value is None else os.fsencode(value)
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int,
+          data: str | None = None) -> None:
+    if _mount(_b(source), _b(target), _b(fstype), flags, _b(data)) != 0:
+        raise _fail(f"mount({source!r}, {target!r}, {fstype!r}, {flags:#x}, {data!r})")
+
+
+def umount2(target: str, flags: int = 0) -> None:
+    if _umount2(_b(target), flags) != 0:
+        raise _fail(f"umount2({target!r}, {flags:#x})")
+
+
+def unshare(flags: int) -> None:
+    if _unshare(flags) != 0:
+        raise _fail(f"unshare({flags:#x})")
+
+
+def setns(fd: int, nstype: int, detail: str = "") -> None:
+    if _setns(fd, nstype) != 0:
+        raise _fail(f"setns({fd}, {nstype:#x})", detail)
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    if _syscall(ctypes.c_long(_SYS_pivot_root), _b(new_root), _b(put_old)) != 0:
+        raise _fail(f"pivot_root({new_root!r}, {put_old!r})")
+
+
+def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+    result: int = _prctl(option, arg2, arg3, arg4, arg5)
+    if result < 0:
+        raise _fail(f"prctl({option}, {arg2}, {arg3})")
+    return result
+
+
+def sethostname(name: str) -> None:
+    raw = name.encode()
+    if _sethostname(raw, len(raw)) != 0:
+        raise _fail(f"sethostname({name!r})")
+
+
+def setdomainname(name: str) -> None:
+    raw = name.encode()
+    if _setdomainname(raw, len(raw)) != 0:
+        raise _fail(f"setdomainname({name!r})")
+
+
+# openat2(2) (linux/openat2.h): resolve a path with the kernel keeping it inside a root.
+RESOLVE_NO_XDEV = 0x01
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_BENEATH = 0x08
+RESOLVE_IN_ROOT = 0x10
+_SYS_openat2 = 437
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64),
+                ("resolve", ctypes.c_uint64)]
+
+
+def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> int:
+    """Open ``path`` relative to ``dirfd``; raises OSError (callers add context)."""
+    how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
+    fd: int = _syscall(ctypes.c_long(_SYS_openat2), ctypes.c_long(dirfd), _b(path),
+                       ctypes.byref(how), ctypes.c_long(ctypes.sizeof(how)))
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), path)
+    return fd
