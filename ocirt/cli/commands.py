@@ -10,14 +10,17 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
 
 from ocirt.cli.log import Log
 from ocirt.cli.table import Command
 from ocirt.container.state import Store
 from ocirt.errors import OcirtError, UnsupportedError
 
-Handler = Callable[[Store, dict[str, Any], dict[str, Any]], int]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    Handler = Callable[[Store, dict[str, Any], dict[str, Any]], int]
 
 
 def dispatch(globals_: dict[str, Any], command: Command, values: dict[str, Any]) -> int:

@@ -7,11 +7,13 @@ argument, a bad value) returns None, and the caller hands argv to click, which e
 
 from __future__ import annotations
 
-from typing import Any
-
 from ocirt.cli.table import COMMANDS, GLOBAL_OPTS, Command, Opt
 
-Parsed = tuple[dict[str, Any], Command, dict[str, Any]]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    Parsed = tuple[dict[str, Any], Command, dict[str, Any]]
 
 
 def _defaults(opts: tuple[Opt, ...]) -> dict[str, Any]:

@@ -7,34 +7,28 @@ live in ``ocirt.cli.commands`` and are named here, so neither parser imports the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
-
-@dataclass(frozen=True)
 class Opt:
-    names: tuple[str, ...]
-    dest: str
-    kind: str = "flag"  # flag | str | int | multi
-    default: object = None
-    help: str = ""
-    metavar: str = ""
-    choices: tuple[str, ...] = ()
+    """An option; ``kind`` is flag, str, int or multi (repeatable)."""
+
+    def __init__(self, names: tuple[str, ...], dest: str, kind: str = "flag",
+                 default: object = None, help: str = "", metavar: str = "",
+                 choices: tuple[str, ...] = ()) -> None:
+        self.names, self.dest, self.kind, self.default = names, dest, kind, default
+        self.help, self.metavar, self.choices = help, metavar, choices
 
 
-@dataclass(frozen=True)
 class Arg:
-    name: str
-    required: bool = True
-    rest: bool = False  # takes every remaining word (options included)
+    """A positional argument; ``rest`` takes every remaining word (options included)."""
+
+    def __init__(self, name: str, required: bool = True, rest: bool = False) -> None:
+        self.name, self.required, self.rest = name, required, rest
 
 
-@dataclass(frozen=True)
 class Command:
-    name: str
-    help: str
-    args: tuple[Arg, ...] = ()
-    opts: tuple[Opt, ...] = ()
-    usage: str = ""
+    def __init__(self, name: str, help: str, args: tuple[Arg, ...] = (),
+                 opts: tuple[Opt, ...] = (), usage: str = "") -> None:
+        self.name, self.help, self.args, self.opts, self.usage = name, help, args, opts, usage
 
 
 GLOBAL_OPTS = (

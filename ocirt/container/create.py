@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import socket
 import time
-from dataclasses import dataclass
 
 from ocirt.config.load import load_config
 from ocirt.container import plan as planning
@@ -22,14 +21,12 @@ from ocirt.linux import syscalls as sc
 from ocirt.linux.plan import run_all
 
 
-@dataclass
 class Created:
     """A created container, still locked by this command, with its sync channel open."""
 
-    state: ContainerState
-    plan: planning.ContainerPlan
-    channel: Channel
-    lock: Lock
+    def __init__(self, state: ContainerState, plan: planning.ContainerPlan, channel: Channel,
+                 lock: Lock) -> None:
+        self.state, self.plan, self.channel, self.lock = state, plan, channel, lock
 
 
 def load_plan(container_id: str, bundle: str, options: planning.Options

@@ -9,8 +9,6 @@ same plan is printed by ``--explain`` and carried out by ``create``.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from typing import Any
 
 from ocirt.errors import ConfigError, UnsupportedError
 from ocirt.linux import cgroups, devices, namespaces, rootfs
@@ -19,34 +17,34 @@ from ocirt.linux.namespaces import NamespacePlan
 from ocirt.linux.plan import Step
 from ocirt.linux.process import ProcessSetup
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
-@dataclass
+
 class Options:
     """The command line's say in how a container is built."""
 
-    pid_file: str | None = None
-    no_pivot: bool = False
-    no_new_keyring: bool = False
-    preserve_fds: int = 0
-    console_socket: str | None = None
-    debug: bool = False
+    def __init__(self, pid_file: str | None = None, no_pivot: bool = False,
+                 no_new_keyring: bool = False, preserve_fds: int = 0,
+                 console_socket: str | None = None, debug: bool = False) -> None:
+        self.pid_file, self.no_pivot, self.no_new_keyring = pid_file, no_pivot, no_new_keyring
+        self.preserve_fds, self.console_socket, self.debug = preserve_fds, console_socket, debug
 
 
-@dataclass
 class ContainerPlan:
-    container_id: str
-    bundle: str
-    rootfs: str
-    config: dict[str, Any]
-    options: Options
-    namespaces: NamespacePlan
-    cgroup: cgroups.Manager
-    cgroup_steps: list[Step]
-    mount_steps: list[Step]  # in the container's mount namespace, before pivot_root
-    root_steps: list[Step]  # pivot_root and what follows it
-    process: ProcessSetup
-    oom_score_adj: int | None = None
-    host_notes: list[str] = field(default_factory=list)
+    """Everything ``create`` will do, as data: built by ``build``, run by ``create``."""
+
+    def __init__(self, container_id: str, bundle: str, rootfs: str, config: dict[str, Any],
+                 options: Options, namespaces: NamespacePlan, cgroup: cgroups.Manager,
+                 cgroup_steps: list[Step], mount_steps: list[Step], root_steps: list[Step],
+                 process: ProcessSetup, oom_score_adj: int | None) -> None:
+        self.container_id, self.bundle, self.rootfs = container_id, bundle, rootfs
+        self.config, self.options, self.namespaces = config, options, namespaces
+        self.cgroup, self.cgroup_steps = cgroup, cgroup_steps
+        self.mount_steps = mount_steps  # in the container's mount namespace, before pivot_root
+        self.root_steps = root_steps  # pivot_root and what follows it
+        self.process, self.oom_score_adj = process, oom_score_adj
 
     def explain(self) -> str:
         sections = [
@@ -107,7 +105,7 @@ def build(container_id: str, bundle: str, config: dict[str, Any], options: Optio
     mount_steps += devices.device_steps(ctx, devices.devices_from_config(linux),
                                         bind_from_host=ns.has("user"), has_devpts=has_devpts)
 
-    setup = ProcessSetup.from_config(process, options.preserve_fds)
+    setup = ProcessSetup(process, options.preserve_fds)
     cwd = setup.cwd
     mount_steps.append(Step(f"mkdir -p {cwd} (process.cwd, inside the rootfs)",
                             lambda: os.close(ctx.target(cwd, "dir"))))

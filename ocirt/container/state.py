@@ -15,12 +15,14 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Any
 
 from ocirt import OCI_VERSION
 from ocirt.errors import ContainerExists, ContainerNotFound, InvalidID, OcirtError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_ROOT = "/run/ocirt"
 MAX_ID_LENGTH = 1024
@@ -69,19 +71,23 @@ def process_start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
-@dataclass
 class ContainerState:
-    id: str
-    bundle: str
-    rootfs: str
-    pid: int = 0
-    pid_start: int = 0
-    status: Status = Status.CREATING
-    created: str = ""
-    owner: str = ""
-    annotations: dict[str, str] = field(default_factory=dict)
-    cgroup: dict[str, Any] = field(default_factory=dict)
-    config: dict[str, Any] = field(default_factory=dict)
+    """What state.json holds: the spec's fields, the init's start time, cgroups, config."""
+
+    FIELDS = ("id", "bundle", "rootfs", "pid", "pid_start", "status", "created", "owner",
+              "annotations", "cgroup", "config")
+
+    def __init__(self, id: str, bundle: str, rootfs: str, pid: int = 0, pid_start: int = 0,
+                 status: Status = Status.CREATING, created: str = "", owner: str = "",
+                 annotations: dict[str, str] | None = None,
+                 cgroup: dict[str, Any] | None = None,
+                 config: dict[str, Any] | None = None) -> None:
+        self.id, self.bundle, self.rootfs = id, bundle, rootfs
+        self.pid, self.pid_start, self.status = pid, pid_start, status
+        self.created, self.owner = created, owner
+        self.annotations = annotations or {}
+        self.cgroup: dict[str, Any] = cgroup or {}
+        self.config: dict[str, Any] = config or {}
 
     def current_status(self) -> Status:
         if self.status is Status.STOPPED or self.pid <= 0:
@@ -104,7 +110,7 @@ class ContainerState:
         return doc
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = {name: getattr(self, name) for name in self.FIELDS}
         data["status"] = self.status.value
         return data
 

@@ -41,9 +41,12 @@ from __future__ import annotations
 import json
 import os
 import socket
-from typing import Any
 
 from ocirt.errors import OcirtError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 _MAX_MESSAGE = 65536
 

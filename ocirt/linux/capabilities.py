@@ -8,10 +8,13 @@ exactly, and finally the ambient set is raised.
 from __future__ import annotations
 
 import ctypes
-from typing import Any
 
 from ocirt.errors import ConfigError, OcirtError, SyscallError
 from ocirt.linux import syscalls as sc
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 CAPNG_DROP, CAPNG_ADD = 0, 1
 CAPNG_EFFECTIVE, CAPNG_PERMITTED, CAPNG_INHERITABLE, CAPNG_BOUNDING_SET = 1, 2, 4, 8

@@ -9,25 +9,25 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
 from functools import partial
-from typing import Any
 
 from ocirt.errors import OcirtError
 from ocirt.linux import syscalls as sc
 from ocirt.linux.plan import Step
 from ocirt.linux.rootfs import RootContext, fd_path, open_in_root
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
-@dataclass(frozen=True)
+
 class Device:
-    path: str
-    kind: str  # "c", "b", "u" or "p"
-    major: int
-    minor: int
-    mode: int
-    uid: int
-    gid: int
+    """A device node to make: ``kind`` is "c", "b", "u" or "p"."""
+
+    def __init__(self, path: str, kind: str, major: int, minor: int, mode: int, uid: int,
+                 gid: int) -> None:
+        self.path, self.kind, self.major, self.minor = path, kind, major, minor
+        self.mode, self.uid, self.gid = mode, uid, gid
 
 
 DEFAULT_DEVICES = [

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import fcntl
 import os
-from dataclasses import dataclass, field
-from typing import Any
 
 from ocirt.errors import ConfigError, OcirtError
 from ocirt.linux import syscalls as sc
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # OCI type -> (clone flag, name under /proc/<pid>/ns).
 NAMESPACES: dict[str, tuple[int, str]] = {
@@ -32,10 +34,12 @@ JOIN_ORDER = ["user", "ipc", "uts", "network", "pid", "cgroup", "time", "mount"]
 _NS_GET_NSTYPE = 0xB703
 
 
-@dataclass
 class NamespacePlan:
-    create: list[str] = field(default_factory=list)
-    join: dict[str, str] = field(default_factory=dict)
+    """Namespaces to create (by type) and to join (type -> path)."""
+
+    def __init__(self) -> None:
+        self.create: list[str] = []
+        self.join: dict[str, str] = {}
 
     def has(self, kind: str) -> bool:
         return kind in self.create or kind in self.join
@@ -55,7 +59,8 @@ class NamespacePlan:
         lines = [f"setns {path} ({kind})" for kind, path in self.ordered_joins()]
         if self.new_user:
             lines.append("unshare(CLONE_NEWUSER), then the parent writes uid_map/gid_map")
-        flags = [f"CLONE_NEW{kind.upper() if kind != 'mount' else 'NS'}"
+        names = {"mount": "NS", "network": "NET"}
+        flags = [f"CLONE_NEW{names.get(kind, kind.upper())}"
                  for kind in self.create if kind != "user"]
         if flags:
             lines.append(f"unshare({' | '.join(flags)})")

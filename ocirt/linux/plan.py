@@ -7,15 +7,19 @@ process at the right moment, and ``--explain`` prints the same lists without run
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 
-@dataclass
 class Step:
     """One kernel operation: ``text`` says what it does, ``action`` does it."""
 
-    text: str
-    action: Callable[[], object] = field(repr=False)
+    __slots__ = ("action", "text")
+
+    def __init__(self, text: str, action: Callable[[], object]) -> None:
+        self.text = text
+        self.action = action
+
+    def __repr__(self) -> str:
+        return f"Step({self.text!r})"
 
     def describe(self) -> str:
         return self.text

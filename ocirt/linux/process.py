@@ -12,14 +12,16 @@ import os
 import resource
 import signal
 import stat
-from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
 
 from ocirt.errors import ConfigError, ExecError, OcirtError
 from ocirt.linux import capabilities
 from ocirt.linux import syscalls as sc
 from ocirt.linux.plan import Step
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -41,37 +43,29 @@ def rlimit_number(name: str, index: int) -> int:
     return number
 
 
-@dataclass
 class ProcessSetup:
-    args: list[str]
-    env: dict[str, str]
-    cwd: str
-    uid: int
-    gid: int
-    additional_gids: list[int]
-    umask: int | None
-    rlimits: list[tuple[str, int, int, int]]  # (name, number, soft, hard)
-    no_new_privileges: bool
-    capabilities: dict[str, list[int]] | None
-    capability_names: dict[str, Any] = field(default_factory=dict)
-    preserve_fds: int = 0
-    path: str = ""  # the program, found inside the container
+    """config.json ``process``, checked and ready to apply."""
 
-    @classmethod
-    def from_config(cls, process: dict[str, Any], preserve_fds: int) -> ProcessSetup:
-        user = process.get("user", {})
-        caps = process.get("capabilities")
-        rlimits = [(r["type"], rlimit_number(r["type"], i), r["soft"], r["hard"])
-                   for i, r in enumerate(process.get("rlimits", []))]
+    def __init__(self, process: dict[str, Any], preserve_fds: int) -> None:
         if not process.get("args"):
             raise ConfigError("$.process.args", "must name the program to run")
-        return cls(args=list(process["args"]), env=environment(process.get("env", [])),
-                   cwd=process.get("cwd", "/"), uid=user.get("uid", 0), gid=user.get("gid", 0),
-                   additional_gids=list(user.get("additionalGids", [])),
-                   umask=user.get("umask"), rlimits=rlimits,
-                   no_new_privileges=bool(process.get("noNewPrivileges", False)),
-                   capabilities=capabilities.resolve(caps) if caps is not None else None,
-                   capability_names=caps or {}, preserve_fds=preserve_fds)
+        user = process.get("user", {})
+        caps = process.get("capabilities")
+        self.args: list[str] = list(process["args"])
+        self.env = environment(process.get("env", []))
+        self.cwd: str = process.get("cwd", "/")
+        self.uid: int = user.get("uid", 0)
+        self.gid: int = user.get("gid", 0)
+        self.additional_gids: list[int] = list(user.get("additionalGids", []))
+        self.umask: int | None = user.get("umask")
+        # (name, number, soft, hard)
+        self.rlimits = [(r["type"], rlimit_number(r["type"], i), r["soft"], r["hard"])
+                        for i, r in enumerate(process.get("rlimits", []))]
+        self.no_new_privileges = bool(process.get("noNewPrivileges", False))
+        self.capabilities = capabilities.resolve(caps) if caps is not None else None
+        self.capability_names: dict[str, Any] = caps or {}
+        self.preserve_fds = preserve_fds
+        self.path = ""  # the program, found inside the container
 
     def steps(self) -> list[Step]:
         """What init does in the container before it waits for ``start``."""

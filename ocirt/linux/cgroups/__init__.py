@@ -15,22 +15,26 @@ from __future__ import annotations
 import errno
 import os
 import time
-from dataclasses import dataclass
 from functools import partial
-from typing import Any
 
 from ocirt.errors import ConfigError, OcirtError, UnsupportedError
 from ocirt.linux.plan import Step
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 Write = tuple[str, str, str]  # (controller, file, value)
 
 
-@dataclass(frozen=True)
 class Hierarchy:
-    version: int
-    mountpoint: str
-    controllers: frozenset[str]  # v1: what the mount holds; v2: cgroup.controllers at the root
-    own_dir: str  # the runtime's own cgroup in this hierarchy, as a host path
+    """One mounted cgroup hierarchy. ``controllers``: for v1 what the mount holds, for v2
+    cgroup.controllers at its root; ``own_dir``: the runtime's own cgroup there (host path)."""
+
+    def __init__(self, version: int, mountpoint: str, controllers: frozenset[str],
+                 own_dir: str) -> None:
+        self.version, self.mountpoint = version, mountpoint
+        self.controllers, self.own_dir = controllers, own_dir
 
     @property
     def name(self) -> str:
