@@ -9,17 +9,23 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> None:
-    from ocirt.cli import fastparse
-
     words = sys.argv[1:] if argv is None else argv
-    parsed = fastparse.parse(words)
-    if parsed is None:
-        from ocirt.cli import clickapp
+    try:
+        from ocirt.cli import fastparse
 
-        code = clickapp.main(words)
-    else:
-        from ocirt.cli.commands import dispatch
+        parsed = fastparse.parse(words)
+        if parsed is None:
+            from ocirt.cli import clickapp
 
-        code = dispatch(*parsed)
+            code = clickapp.main(words)
+        else:
+            from ocirt.cli.commands import dispatch
+
+            code = dispatch(*parsed)
+    except Exception as err:  # a bug in ocirt itself: one line, the traceback on --debug
+        if "--debug" in words:
+            raise
+        print(f"ocirt: internal error: {type(err).__name__}: {err}", file=sys.stderr)
+        code = 1
     sys.stdout.flush()
     sys.exit(code)

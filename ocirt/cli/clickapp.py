@@ -24,7 +24,7 @@ def _option(opt: Opt) -> click.Option:
                       type=int if opt.kind == "int" else
                       click.Choice(opt.choices) if opt.choices else str,
                       show_default=opt.default not in (None, 0, ""))
-    return click.Option(list(opt.names), opt.dest, **kwargs)
+    return click.Option([*opt.names, opt.dest], **kwargs)
 
 
 def _command(spec: Command) -> click.Command:

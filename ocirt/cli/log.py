@@ -19,7 +19,7 @@ class Log:
             return
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         if self.fmt == "json":
-            line = json.dumps({"level": level, "msg": msg, "time": now})
+            line = json.dumps({"level": level, "msg": msg, "time": now}, separators=(",", ":"))
         else:
             line = f'time="{now}" level={level} msg={json.dumps(msg)}'
         try:

@@ -51,6 +51,9 @@ def create(store: Store, plan: planning.ContainerPlan) -> Created:
     stage1_pid = init_pid = 0
     try:
         store.save(state)
+        run_all(plan.cgroup_steps)
+        state.cgroup = plan.cgroup.to_state()
+        store.save(state)  # from now on `delete --force` can undo it, whatever happens to us
         ns_fds = namespaces.open_namespaces(plan.namespaces)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         listener.bind(store.path(plan.container_id, "start.sock"))
@@ -64,14 +67,14 @@ def create(store: Store, plan: planning.ContainerPlan) -> Created:
         listener.close()
         namespaces.close_all(ns_fds)
 
-        run_all(plan.cgroup_steps)
-        state.cgroup = plan.cgroup.to_state()
+        # Moving a task between cgroups can wait for an RCU grace period (~10 ms here): stage-1
+        # meanwhile makes its namespaces, and only forks init once it is inside the cgroups.
         plan.cgroup.add(stage1_pid)
-        channel.send("go")
         if plan.namespaces.new_user:
             channel.expect("userns", "creating the user namespace")
             namespaces.write_id_maps(stage1_pid, plan.config.get("linux") or {})
             channel.send("mapped")
+        channel.send("go")
         init_pid = channel.expect("pid", "forking the container's init")["pid"]
         _reap(stage1_pid)
         stage1_pid = 0

@@ -26,7 +26,6 @@ def stage1(plan: ContainerPlan, channel: Channel, ns_fds: list[tuple[str, int]],
            listener: socket.socket | None) -> None:
     try:
         sc.prctl(sc.PR_SET_DUMPABLE, 0)
-        channel.expect("go", "stage-1")
         ns = plan.namespaces
         namespaces.join(ns_fds, only={"user"})
         if ns.new_user:
@@ -38,7 +37,11 @@ def stage1(plan: ContainerPlan, channel: Channel, ns_fds: list[tuple[str, int]],
             os.setresuid(0, 0, 0)
         namespaces.join([(k, fd) for k, fd in ns_fds if k != "user"])
         namespaces.close_all(ns_fds)
-        sc.unshare(ns.unshare_flags())
+        late = ns.unshare_flags() & sc.CLONE_NEWCGROUP  # its root is the cgroup we join
+        sc.unshare(ns.unshare_flags() & ~late)
+        channel.expect("go", "stage-1")
+        if late:
+            sc.unshare(late)
         pid = os.fork()
         if pid == 0:
             init(plan, channel, listener)
@@ -61,6 +64,8 @@ def init(plan: ContainerPlan, channel: Channel, listener: socket.socket | None) 
                        signal.SIGUSR1, signal.SIGUSR2):
             signal.signal(signum, _exit_on_signal)
         os.setsid()
+        if not plan.options.no_new_keyring:
+            sc.join_session_keyring(f"_ses.{plan.container_id}")
         keep = {channel.fileno()} | ({listener.fileno()} if listener else set())
         from ocirt.linux.process import close_extra_fds
 

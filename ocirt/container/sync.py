@@ -5,13 +5,13 @@ a socketpair made by the runtime before it forks (the ``sync`` channel)::
 
   ocirt create (parent)            stage-1 (child)                  init (grandchild)
   ---------------------            ---------------                  -----------------
-  fork ---------------------------> waits for "go"
-  mkdir cgroups, write limits,
-  add stage-1 to them
-  {"go"} -------------------------> join user ns / unshare it
+  mkdir cgroups, write limits
+  fork ---------------------------> join user ns / unshare it
+  add stage-1 to the cgroups
                    <--------------- {"userns"}          (only for a new user namespace)
   write uid_map, gid_map
   {"mapped"} ---------------------> join + unshare the other namespaces (pid, mount, ...)
+  {"go"} -------------------------> (now inside the cgroups) unshare the cgroup namespace
                                     fork ---------------------------> (pid 1 if a new pid ns)
                    <--------------- {"pid": N}  (host pid); exits
   waitpid(stage-1)                                                  mounts, devices, pivot_root,

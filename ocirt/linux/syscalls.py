@@ -160,3 +160,15 @@ def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> i
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err), path)
     return fd
+
+
+KEYCTL_JOIN_SESSION_KEYRING = 1
+_SYS_keyctl = 250
+
+
+def join_session_keyring(name: str) -> None:
+    """Give this process a new session keyring (so containers do not share the host's)."""
+    result = _syscall(ctypes.c_long(_SYS_keyctl), ctypes.c_long(KEYCTL_JOIN_SESSION_KEYRING),
+                      _b(name))
+    if result < 0 and ctypes.get_errno() != 38:  # ENOSYS: kernel without keyrings
+        raise _fail(f"keyctl(KEYCTL_JOIN_SESSION_KEYRING, {name!r})")
