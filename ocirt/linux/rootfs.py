@@ -96,16 +96,31 @@ def open_in_root(rootfd: int, path: str, create: str | None = None) -> int:
     ``create`` is ``"dir"`` or ``"file"`` to make a missing destination (and its parent
     directories) the way a mount needs it.
     """
+    return _open_in_root(rootfd, path, create, 0)
+
+
+def _open_in_root(rootfd: int, path: str, create: str | None, depth: int) -> int:
     try:
         return sc.openat2(rootfd, path, os.O_PATH, sc.RESOLVE_IN_ROOT)
     except FileNotFoundError:
         if create is None:
             raise
+    if depth > 40:
+        raise OSError(40, "too many levels of symbolic links", path)
     parent, _, name = path.rstrip("/").rpartition("/")
     if not name or name in (".", ".."):
         raise OSError(22, "not a valid mount destination", path)
-    parentfd = open_in_root(rootfd, parent or "/", "dir")
+    parentfd = _open_in_root(rootfd, parent or "/", "dir", depth + 1)
     try:
+        try:
+            link = os.readlink(name, dir_fd=parentfd)
+        except OSError:
+            link = None
+        if link is not None:
+            # A dangling symlink: make what it points to, inside the rootfs (an absolute
+            # target means the rootfs's own root, as the kernel will resolve it).
+            target = link if link.startswith("/") else f"{parent}/{link}"
+            return _open_in_root(rootfd, target, create, depth + 1)
         if create == "dir":
             try:
                 os.mkdir(name, 0o755, dir_fd=parentfd)

@@ -1,0 +1,21 @@
+"""config.json: load it from a bundle, validate it (and state documents), write the default.
+
+load.py            bundle path -> parsed, validated config (``load_config``)
+validate.py        ``validate_config`` / ``validate_state``: compiled schemas, cached
+compile_schema.py  the JSON-Schema -> Python generator behind validate.py (cache misses only)
+default.py         ``default_spec``: what ``ocirt spec`` writes
+"""
+
+from ocirt.config.default import default_spec
+from ocirt.config.load import bundle_path, config_path, load_config, parse_config
+from ocirt.config.validate import validate_config, validate_state
+
+__all__ = [
+    "bundle_path",
+    "config_path",
+    "default_spec",
+    "load_config",
+    "parse_config",
+    "validate_config",
+    "validate_state",
+]

@@ -1,0 +1,123 @@
+"""The plan built from a config, checked without root: its steps, and the mount(2) calls the
+mount steps make, recorded by a fake in place of the syscall."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ocirt.config.default import default_spec
+from ocirt.container import plan as planning
+from ocirt.errors import ConfigError, UnsupportedError
+from ocirt.linux import syscalls as sc
+from ocirt.linux.cgroups import v1, v2
+
+
+def _bundle(tmp_path: Path, **changes: Any) -> tuple[str, dict[str, Any]]:
+    (tmp_path / "rootfs").mkdir()
+    config = default_spec()
+    config["hostname"] = "planned"
+    config.update(changes)
+    return str(tmp_path), config
+
+
+def test_explain_lists_every_phase(tmp_path: Path) -> None:
+    bundle, config = _bundle(tmp_path)
+    config["linux"]["resources"] = {"memory": {"limit": 1 << 20}}
+    text = planning.build("p1", bundle, config, planning.Options()).explain()
+    for expected in (
+        "mount --make-rslave /",
+        "mount proc on /proc type proc",
+        "pivot_root",
+        "sethostname 'planned'",
+        "mask /proc/kcore",
+        "remount / read-only",
+        "unshare(CLONE_NEWPID",
+        "CLONE_NEWNET",
+        "1048576",
+        "setresuid 0",
+        "execve ['sh']",
+    ):
+        assert expected in text, expected
+
+
+def test_no_pivot_and_no_mount_namespace(tmp_path: Path) -> None:
+    bundle, config = _bundle(tmp_path)
+    text = planning.build("p1", bundle, config, planning.Options(no_pivot=True)).explain()
+    assert "mount --move" in text and "pivot_root" not in text
+    config["linux"]["namespaces"] = [
+        n for n in config["linux"]["namespaces"] if n["type"] != "mount"
+    ]
+    with pytest.raises(UnsupportedError):
+        planning.build("p1", bundle, config, planning.Options())
+
+
+def test_hostname_needs_uts_namespace(tmp_path: Path) -> None:
+    bundle, config = _bundle(tmp_path)
+    config["linux"]["namespaces"] = [n for n in config["linux"]["namespaces"] if n["type"] != "uts"]
+    with pytest.raises(ConfigError, match=r"\$\.hostname"):
+        planning.build("p1", bundle, config, planning.Options())
+
+
+def test_unknown_capability_is_an_error(tmp_path: Path) -> None:
+    bundle, config = _bundle(tmp_path)
+    config["process"]["capabilities"]["bounding"].append("CAP_NOT_A_THING")
+    with pytest.raises(ConfigError, match=r"bounding\[\d+\]: unknown capability"):
+        planning.build("p1", bundle, config, planning.Options())
+
+
+def test_mount_steps_call_mount_inside_the_rootfs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bundle, config = _bundle(tmp_path)
+    os.symlink("/etc", tmp_path / "rootfs" / "escape")
+    config["mounts"] = [
+        {
+            "destination": "/escape/inner",
+            "type": "tmpfs",
+            "source": "tmpfs",
+            "options": ["nosuid", "size=1k"],
+        }
+    ]
+    calls: list[tuple[Any, ...]] = []
+
+    def fake_mount(
+        source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None
+    ) -> None:
+        calls.append(
+            (
+                source,
+                os.readlink(target) if target.startswith("/proc/self/fd/") else target,
+                fstype,
+                flags,
+                data,
+            )
+        )
+
+    monkeypatch.setattr(sc, "mount", fake_mount)
+    plan = planning.build("p1", bundle, config, planning.Options())
+    for step in plan.mount_steps:
+        if "on /escape/inner" in step.describe():
+            step.run()
+    ((source, target, fstype, flags, data),) = calls
+    assert source == "tmpfs"
+    # The symlink was resolved inside the rootfs: the host's /etc was not touched.
+    assert target == str(tmp_path / "rootfs" / "etc" / "inner")
+    assert not os.path.exists("/etc/inner")
+    assert (fstype, flags, data) == ("tmpfs", sc.MS_NOSUID, "size=1k")
+
+
+def test_cgroup_drivers() -> None:
+    resources = {"memory": {"limit": 100, "swap": 300, "reservation": 50}, "pids": {"limit": 0}}
+    assert v1.writes(resources) == [
+        ("memory", "memory.limit_in_bytes", "100"),
+        ("memory", "memory.soft_limit_in_bytes", "50"),
+        ("memory", "memory.memsw.limit_in_bytes", "300"),
+        ("pids", "pids.max", "max"),
+    ]
+    assert ("memory", "memory.swap.max", "200") in v2.writes(resources)
+    assert ("memory", "memory.max", "100") in v2.writes(resources)
+    assert v2.writes({"memory": {"limit": -1}}) == [("memory", "memory.max", "max")]
