@@ -11,10 +11,11 @@ import os
 import sys
 from collections.abc import Callable
 
-from ocirt.cli.log import Log
+from ocirt import log as logging
 from ocirt.cli.table import Command
 from ocirt.container.state import Store
 from ocirt.errors import OcirtError, UnsupportedError
+from ocirt.log import Log
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -24,8 +25,8 @@ if TYPE_CHECKING:
 
 
 def dispatch(globals_: dict[str, Any], command: Command, values: dict[str, Any]) -> int:
-    log = Log(globals_.get("log"), globals_.get("log_format") or "text",
-              bool(globals_.get("debug")))
+    log = logging.configure(globals_.get("log"), globals_.get("log_format") or "text",
+                            bool(globals_.get("debug")))
     try:
         if globals_.get("systemd_cgroup") and command.name in ("create", "run"):
             raise UnsupportedError("--systemd-cgroup: ocirt has no systemd cgroup driver yet; "

@@ -34,7 +34,17 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 ANNOTATIONS = frozenset(
-    {"$schema", "$id", "$comment", "title", "description", "default", "examples", "definitions"}
+    {
+        "$schema",
+        "$id",
+        "$comment",
+        "title",
+        "description",
+        "default",
+        "examples",
+        "definitions",
+        "$defs",
+    }
 )
 STRING_KEYS = ("minLength", "maxLength", "pattern")
 NUMBER_KEYS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
@@ -106,14 +116,14 @@ def _eq(a, b):
 
 def _passes(fn, v):
     try:
-        fn(v)
+        fn(v, ())
     except Invalid:
         return False
     return True
 
-def _none_matches(fn, v):
+def _none_matches(fn, v, p):
     try:
-        fn(v)
+        fn(v, p)
     except Invalid as e:
         return "matches none of the allowed forms (first: " + _where(e.parts) + ": " + e.what + ")"
     return "matches none of the allowed forms"
@@ -131,7 +141,7 @@ def _where(parts):
 
 def run(name, doc):
     try:
-        ROOTS[name](doc)
+        ROOTS[name](doc, ())
     except Invalid as err:
         return _where(err.parts), err.what
     return None
@@ -178,7 +188,8 @@ class _At(NamedTuple):
         return _At(self.file, f"{self.ptr}/{key}", v or self.v, path, self.ind + ind)
 
     def parts(self) -> str:
-        return "(" + "".join(p + ", " for p in self.path) + ")"
+        """The JSON path as a Python expression: the function's prefix ``p`` plus ours."""
+        return "p + (" + "".join(p + ", " for p in self.path) + ")" if self.path else "p"
 
 
 class _Generator:
@@ -205,7 +216,7 @@ class _Generator:
     def drain(self) -> None:
         while self.pending:
             name, file, ptr = self.pending.pop(0)
-            self.lines, self.counter = [f"def {name}(v):"], 0
+            self.lines, self.counter = [f"def {name}(v, p):"], 0
             self.emit(self.node_at(file, ptr), _At(file, ptr, "v", (), 1))
             self.out.extend([*self.lines, "    return None", ""])
 
@@ -298,15 +309,7 @@ class _Generator:
         if not (isinstance(resolved, dict) and SUBSCHEMA_KEYS & set(resolved)):
             self.emit(resolved, at._replace(file=file, ptr=ptr))  # a leaf: inline it
             return
-        call = f"{self.function_for(file, ptr)}({at.v})"
-        if not at.path:
-            self.line(at, call)
-            return
-        self.line(at, "try:")
-        self.line(at, call, 1)
-        self.line(at, "except Invalid as e:")
-        self.line(at, f"e.parts = {at.parts()} + e.parts", 1)
-        self.line(at, "raise", 1)
+        self.line(at, f"{self.function_for(file, ptr)}({at.v}, {at.parts()})")
 
     def guarded(
         self, node: Any, kind: str, keys: tuple[str, ...], types: list[str] | None, at: _At,
@@ -403,7 +406,7 @@ class _Generator:
         inner = at._replace(ind=at.ind + 1)
         if names is not True:
             self.line(inner, "try:")
-            self.line(inner, f"{self.function_for(at.file, at.ptr + '/propertyNames')}({k})", 1)
+            self.line(inner, f"{self.function_for(at.file, at.ptr + '/propertyNames')}({k}, ())", 1)
             self.line(inner, "except Invalid as e:")
             self.fail(inner._replace(path=(*at.path, k)), "'invalid key: ' + e.what")
         if patterns:
@@ -455,7 +458,7 @@ class _Generator:
                     at, f"{count} = sum(1 for f in ({', '.join(fns)},) if _passes(f, {at.v}))"
                 )
                 self.line(at, f"if {count} == 0:")
-                self.fail(at, f"_none_matches({fns[0]}, {at.v})")
+                self.fail(at, f"_none_matches({fns[0]}, {at.v}, {at.parts()})")
                 if key == "oneOf":
                     self.line(at, f"if {count} > 1:")
                     self.fail(at, "'matches more than one of the allowed forms'")

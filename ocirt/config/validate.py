@@ -19,7 +19,7 @@ import os
 import sys
 import zlib
 
-from ocirt.errors import ConfigError
+from ocirt.errors import ConfigError, OcirtError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -76,7 +76,12 @@ def load_validator(schemas: str | None = None, cache: str | None = None) -> Runn
     """The compiled validator for the schemas in ``schemas``, from or into ``cache``."""
     schemas = schemas or schema_dir()
     cache = cache or cache_dir()
-    files = _read_schemas(schemas)
+    try:
+        files = _read_schemas(schemas)
+    except OSError as err:
+        raise OcirtError(
+            f"cannot read the config schemas in {schemas}: {err.strerror} (see OCIRT_SCHEMA_DIR)"
+        ) from None
     path = os.path.join(cache, f"validator-{sys.implementation.cache_tag}-{_key(files)}.marshal")
     code = _load_code(path)
     if code is not None:

@@ -12,6 +12,7 @@ import socket
 import time
 
 from ocirt.config.load import load_config
+from ocirt.container import hooks
 from ocirt.container import plan as planning
 from ocirt.container.init import stage1
 from ocirt.container.state import ContainerState, Lock, Status, Store, write_atomic
@@ -78,15 +79,21 @@ def create(store: Store, plan: planning.ContainerPlan) -> Created:
         init_pid = channel.expect("pid", "forking the container's init")["pid"]
         _reap(stage1_pid)
         stage1_pid = 0
+        state.pid = init_pid
+        if hooks.hooks_of(plan.config, "prestart") or hooks.hooks_of(plan.config, "createRuntime"):
+            channel.expect("hooks", "setting up the container")
+            document = state.hook_document(Status.CREATING)
+            hooks.run_hooks(plan.config, "prestart", document)
+            hooks.run_hooks(plan.config, "createRuntime", document)
+            channel.send("hooks-done")
         channel.expect("ready", "setting up the container")
 
-        state.pid = init_pid
         state.pid_start = _start_time(init_pid)
         state.status = Status.CREATED
         store.save(state)
         if plan.options.pid_file:
             write_atomic(os.path.abspath(plan.options.pid_file), f"{init_pid}".encode(), 0o644)
-    except BaseException:
+    except BaseException as err:
         for pid in (init_pid, stage1_pid):
             if pid:
                 _kill_and_reap(pid)
@@ -97,8 +104,19 @@ def create(store: Store, plan: planning.ContainerPlan) -> Created:
         finally:
             store.remove(plan.container_id)
             lock.release()
+        if isinstance(err, hooks.HookError):  # lifecycle steps 3-5: on to 12 and 13
+            _poststop_after_failure(state)
         raise
     return Created(state=state, plan=plan, channel=channel, lock=lock)
+
+
+def _poststop_after_failure(state: ContainerState) -> None:
+    from ocirt import log
+
+    try:
+        hooks.run_hooks(state.config, "poststop", state.hook_document(Status.STOPPED))
+    except hooks.HookError as err:
+        log.current.warning(str(err))
 
 
 def _now() -> str:

@@ -11,6 +11,7 @@ import os
 import signal
 import time
 
+from ocirt.container import hooks
 from ocirt.container.state import ContainerState, Status, Store
 from ocirt.errors import ContainerNotFound, StateError
 from ocirt.linux import cgroups
@@ -68,6 +69,14 @@ def _reap_if_child(pid: int) -> None:
 
 
 def destroy(store: Store, state: ContainerState) -> None:
+    """Undo create, then run the poststop hooks (their failures are only warnings)."""
     if state.cgroup:
         cgroups.Manager.from_state(state.cgroup).destroy()
     store.remove(state.id)
+    if hooks.hooks_of(state.config, "poststop"):
+        from ocirt import log
+
+        try:
+            hooks.run_hooks(state.config, "poststop", state.hook_document(Status.STOPPED))
+        except hooks.HookError as err:
+            log.current.warning(str(err))

@@ -14,6 +14,8 @@ import signal
 import socket
 from types import FrameType
 
+from ocirt import OCI_VERSION
+from ocirt.container import hooks
 from ocirt.container.plan import ContainerPlan
 from ocirt.container.sync import Channel, child_failed
 from ocirt.errors import OcirtError
@@ -76,6 +78,11 @@ def init(plan: ContainerPlan, channel: Channel, listener: socket.socket | None) 
         if "network" in plan.namespaces.create:
             namespaces.loopback_up()
         run_all(plan.mount_steps)
+        config = plan.config
+        if hooks.hooks_of(config, "prestart") or hooks.hooks_of(config, "createRuntime"):
+            channel.send("hooks")
+            channel.expect("hooks-done", "running createRuntime hooks")
+        hooks.run_hooks(config, "createContainer", _state(plan, "creating"))
         run_all(plan.root_steps)
         run_all(plan.process.steps())
         channel.send("ready")
@@ -85,9 +92,17 @@ def init(plan: ContainerPlan, channel: Channel, listener: socket.socket | None) 
     try:
         if listener is not None:
             listener.close()
+        hooks.run_hooks(plan.config, "startContainer", _state(plan, "created"))
         plan.process.execute()
     except BaseException as err:
         child_failed(starter, err, plan.options.debug)
+
+
+def _state(plan: ContainerPlan, status: str) -> dict[str, object]:
+    """The state document for hooks run in the container: its pid as the container sees it."""
+    return {"ociVersion": OCI_VERSION, "id": plan.container_id, "status": status,
+            "pid": os.getpid(), "bundle": plan.bundle,
+            "annotations": plan.config.get("annotations") or {}}
 
 
 def wait_for_start(channel: Channel, listener: socket.socket | None) -> Channel:

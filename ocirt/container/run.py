@@ -14,6 +14,7 @@ from types import FrameType
 from ocirt.container import create as creating
 from ocirt.container import delete as deleting
 from ocirt.container.plan import ContainerPlan
+from ocirt.container.start import started
 from ocirt.container.state import Status, Store
 from ocirt.errors import OcirtError
 
@@ -35,16 +36,12 @@ def run(store: Store, plan: ContainerPlan, detach: bool = False, keep: bool = Fa
         created.channel.send("start")
         reply = created.channel.recv()  # end-of-file once the program is exec'd
         created.channel.close()
-        if reply is not None and reply.get("type") == "error":
+        try:
+            started(store, state, reply)
+        except OcirtError:
             deleting.stop(state)
             deleting.destroy(store, state)
-            raise OcirtError(reply["msg"])
-        state.status = Status.RUNNING
-        store.save(state)
-        try:
-            os.unlink(store.path(state.id, "start.sock"))
-        except FileNotFoundError:
-            pass
+            raise
         created.lock.release()
         status = wait_forwarding(state.pid)
     finally:

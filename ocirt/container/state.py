@@ -109,6 +109,16 @@ class ContainerState:
             doc["annotations"] = self.annotations
         return doc
 
+    def hook_document(self, status: Status, pid: int | None = None) -> dict[str, Any]:
+        """The state passed to hooks: the status the spec gives at that moment, and the pid
+        as the hook's namespace sees it."""
+        doc: dict[str, Any] = {"ociVersion": OCI_VERSION, "id": self.id,
+                               "status": status.value, "bundle": self.bundle,
+                               "annotations": self.annotations}
+        if status is not Status.STOPPED:
+            doc["pid"] = self.pid if pid is None else pid
+        return doc
+
     def to_json(self) -> dict[str, Any]:
         data = {name: getattr(self, name) for name in self.FIELDS}
         data["status"] = self.status.value

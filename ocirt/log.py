@@ -1,4 +1,8 @@
-"""Log lines for ``--log FILE`` in runc's formats: text, or JSON lines with level, msg, time."""
+"""Log lines for ``--log FILE`` in runc's formats: text, or JSON lines with level, msg, time.
+
+The CLI configures ``current`` once; the lifecycle writes warnings (a failed poststop hook, say)
+and debug lines through it, so library users get a quiet default.
+"""
 
 from __future__ import annotations
 
@@ -41,3 +45,12 @@ class Log:
     def debug(self, msg: str) -> None:
         if self.debug_enabled:
             self._write("debug", msg)
+
+
+current = Log(None, "text", False)
+
+
+def configure(path: str | None, fmt: str, debug: bool) -> Log:
+    global current
+    current = Log(path, fmt, debug)
+    return current
