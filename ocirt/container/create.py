@@ -15,9 +15,17 @@ from ocirt.config.load import load_config
 from ocirt.container import hooks
 from ocirt.container import plan as planning
 from ocirt.container.init import stage1
-from ocirt.container.state import ContainerState, Lock, Status, Store, write_atomic
+from ocirt.container.state import (
+    ContainerState,
+    Lock,
+    Status,
+    Store,
+    process_start_time,
+    write_atomic,
+)
 from ocirt.container.sync import Channel
-from ocirt.linux import namespaces
+from ocirt.errors import OcirtError
+from ocirt.linux import console, namespaces
 from ocirt.linux import syscalls as sc
 from ocirt.linux.plan import run_all
 
@@ -26,8 +34,9 @@ class Created:
     """A created container, still locked by this command, with its sync channel open."""
 
     def __init__(self, state: ContainerState, plan: planning.ContainerPlan, channel: Channel,
-                 lock: Lock) -> None:
+                 lock: Lock, terminal: int | None) -> None:
         self.state, self.plan, self.channel, self.lock = state, plan, channel, lock
+        self.terminal = terminal  # the pty master, for `run` in the foreground without a socket
 
 
 def load_plan(container_id: str, bundle: str, options: planning.Options
@@ -37,8 +46,18 @@ def load_plan(container_id: str, bundle: str, options: planning.Options
     return planning.build(container_id, bundle, config, options)
 
 
-def create(store: Store, plan: planning.ContainerPlan) -> Created:
+def check_terminal(plan: planning.ContainerPlan, foreground: bool) -> None:
+    """runc's rules (and words) for process.terminal and --console-socket."""
+    if plan.terminal and not plan.options.console_socket and not foreground:
+        raise OcirtError("cannot allocate tty if ocirt will detach without setting console "
+                         "socket")
+    if not plan.terminal and plan.options.console_socket:
+        raise OcirtError("cannot use console socket if ocirt will not detach or allocate tty")
+
+
+def create(store: Store, plan: planning.ContainerPlan, foreground: bool = False) -> Created:
     """Carry out ``plan``. The caller must release ``Created.lock`` (and close the channel)."""
+    check_terminal(plan, foreground)
     sc.prctl(sc.PR_SET_DUMPABLE, 0)
     # init is re-parented to us when stage-1 exits, so a failure can reap it; once we exit it
     # moves on to the caller's nearest subreaper (conmon, containerd-shim), as with runc.
@@ -49,6 +68,7 @@ def create(store: Store, plan: planning.ContainerPlan) -> Created:
                            annotations=dict(plan.config.get("annotations") or {}),
                            cgroup=plan.cgroup.to_state(), config=plan.config)
     channel: Channel | None = None
+    relay_end: socket.socket | None = None
     stage1_pid = init_pid = 0
     try:
         store.save(state)
@@ -59,6 +79,11 @@ def create(store: Store, plan: planning.ContainerPlan) -> Created:
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         listener.bind(store.path(plan.container_id, "start.sock"))
         listener.listen(1)
+        if plan.terminal:
+            if plan.options.console_socket:
+                plan.console_sock = console.connect(plan.options.console_socket)
+            else:
+                relay_end, plan.console_sock = socket.socketpair()
         channel, child_end = Channel.pair()
         stage1_pid = os.fork()
         if stage1_pid == 0:
@@ -66,6 +91,8 @@ def create(store: Store, plan: planning.ContainerPlan) -> Created:
             stage1(plan, child_end, ns_fds, listener)
         child_end.close()
         listener.close()
+        if plan.console_sock is not None:
+            plan.console_sock.close()
         namespaces.close_all(ns_fds)
 
         # Moving a task between cgroups can wait for an RCU grace period (~10 ms here): stage-1
@@ -87,6 +114,7 @@ def create(store: Store, plan: planning.ContainerPlan) -> Created:
             hooks.run_hooks(plan.config, "createRuntime", document)
             channel.send("hooks-done")
         channel.expect("ready", "setting up the container")
+        terminal = console.recv_fd(relay_end) if relay_end is not None else None
 
         state.pid_start = _start_time(init_pid)
         state.status = Status.CREATED
@@ -99,6 +127,8 @@ def create(store: Store, plan: planning.ContainerPlan) -> Created:
                 _kill_and_reap(pid)
         if channel is not None:
             channel.close()
+        if relay_end is not None:
+            relay_end.close()
         try:
             plan.cgroup.destroy()
         finally:
@@ -107,7 +137,9 @@ def create(store: Store, plan: planning.ContainerPlan) -> Created:
         if isinstance(err, hooks.HookError):  # lifecycle steps 3-5: on to 12 and 13
             _poststop_after_failure(state)
         raise
-    return Created(state=state, plan=plan, channel=channel, lock=lock)
+    if relay_end is not None:
+        relay_end.close()
+    return Created(state=state, plan=plan, channel=channel, lock=lock, terminal=terminal)
 
 
 def _poststop_after_failure(state: ContainerState) -> None:
@@ -125,12 +157,8 @@ def _now() -> str:
 
 
 def _start_time(pid: int) -> int:
-    from ocirt.container.state import process_start_time
-
     start = process_start_time(pid)
     if start is None:
-        from ocirt.errors import OcirtError
-
         raise OcirtError("the container's init exited during create")
     return start
 
@@ -154,8 +182,6 @@ def _kill_and_reap(pid: int) -> None:
         os.waitpid(pid, 0)
     except ChildProcessError:
         # Not our child (init after stage-1 exited): wait until it is gone or a zombie.
-        from ocirt.container.state import process_start_time
-
         deadline = time.monotonic() + 5
         while process_start_time(pid) is not None and time.monotonic() < deadline:
             time.sleep(0.002)

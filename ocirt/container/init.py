@@ -69,6 +69,8 @@ def init(plan: ContainerPlan, channel: Channel, listener: socket.socket | None) 
         if not plan.options.no_new_keyring:
             sc.join_session_keyring(f"_ses.{plan.container_id}")
         keep = {channel.fileno()} | ({listener.fileno()} if listener else set())
+        if plan.console_sock is not None:
+            keep.add(plan.console_sock.fileno())
         from ocirt.linux.process import close_extra_fds
 
         close_extra_fds(plan.options.preserve_fds, keep)
@@ -84,6 +86,10 @@ def init(plan: ContainerPlan, channel: Channel, listener: socket.socket | None) 
             channel.expect("hooks-done", "running createRuntime hooks")
         hooks.run_hooks(config, "createContainer", _state(plan, "creating"))
         run_all(plan.root_steps)
+        if plan.console_sock is not None:
+            from ocirt.linux import console
+
+            console.take_terminal(plan.console_sock, plan.console_size, console=True)
         run_all(plan.process.steps())
         channel.send("ready")
         starter = wait_for_start(channel, listener)

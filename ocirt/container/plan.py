@@ -9,6 +9,7 @@ same plan is printed by ``--explain`` and carried out by ``create``.
 from __future__ import annotations
 
 import os
+import socket
 
 from ocirt.errors import ConfigError, UnsupportedError
 from ocirt.linux import cgroups, devices, namespaces, rootfs
@@ -45,6 +46,11 @@ class ContainerPlan:
         self.mount_steps = mount_steps  # in the container's mount namespace, before pivot_root
         self.root_steps = root_steps  # pivot_root and what follows it
         self.process, self.oom_score_adj = process, oom_score_adj
+        self.terminal = bool((config.get("process") or {}).get("terminal"))
+        self.console_size: dict[str, int] | None = (config.get("process") or {}).get(
+            "consoleSize")
+        # The connected console socket (create sets it just before forking init).
+        self.console_sock: socket.socket | None = None
 
     def explain(self) -> str:
         sections = [

@@ -1,8 +1,9 @@
 """run: create and start in one go; in the foreground, wait and return the exit status.
 
 The foreground runtime is a subreaper, so the container's init becomes its child once stage-1
-exits; it forwards the signals a terminal sends to init, and when init exits it deletes the
-container and returns init's exit status (128+N if a signal N killed it), as runc does.
+exits; it forwards the signals it gets to init (or, with a terminal, relays the user's terminal
+to the container's pty), and when init exits it deletes the container and returns init's exit
+status (128+N if a signal N killed it), as runc does.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signa
 
 
 def run(store: Store, plan: ContainerPlan, detach: bool = False, keep: bool = False) -> int:
-    created = creating.create(store, plan)
+    created = creating.create(store, plan, foreground=not detach)
     state = created.state
     try:
         if detach:
@@ -43,9 +44,11 @@ def run(store: Store, plan: ContainerPlan, detach: bool = False, keep: bool = Fa
             deleting.destroy(store, state)
             raise
         created.lock.release()
-        status = wait_forwarding(state.pid)
+        status = wait_for_exit(state.pid, created.terminal)
     finally:
         created.lock.release()
+        if created.terminal is not None:
+            os.close(created.terminal)
     with store.lock(state.id):
         state.status = Status.STOPPED
         if keep:
@@ -56,8 +59,18 @@ def run(store: Store, plan: ContainerPlan, detach: bool = False, keep: bool = Fa
     return status
 
 
-def wait_forwarding(pid: int) -> int:
+def wait_for_exit(pid: int, terminal: int | None = None) -> int:
+    """Wait for our child ``pid``, forwarding signals (or relaying ``terminal``)."""
+    relay = None
+    if terminal is not None:
+        from ocirt.linux.console import Relay
+
+        relay = Relay(terminal)
+
     def forward(signum: int, frame: FrameType | None) -> None:
+        if signum == signal.SIGWINCH and relay is not None:
+            relay.resize()
+            return
         try:
             os.kill(pid, signum)
         except ProcessLookupError:
@@ -65,6 +78,13 @@ def wait_forwarding(pid: int) -> int:
 
     previous = {signum: signal.signal(signum, forward) for signum in FORWARDED}
     try:
+        if relay is not None:
+            pidfd = os.pidfd_open(pid)
+            try:
+                with relay:
+                    relay.pump(pidfd)
+            finally:
+                os.close(pidfd)
         while True:
             try:
                 _, status = os.waitpid(pid, 0)

@@ -1,0 +1,190 @@
+"""Terminals: a pty made inside the container, its master handed over a unix socket.
+
+With process.terminal the container's init (or an exec'd process) opens /dev/ptmx of the
+container's own devpts, makes the slave its stdin, stdout, stderr and controlling terminal, and
+sends the master with SCM_RIGHTS over the console socket (``--console-socket``), as runc does;
+the caller (conmon, containerd-shim, ``ocirt run`` itself) then owns the terminal. ``Relay`` is
+the caller side of ``ocirt run`` in the foreground: the user's terminal in raw mode, bytes
+copied both ways, window size changes passed on, the terminal restored afterwards.
+"""
+
+from __future__ import annotations
+
+import array
+import fcntl
+import os
+import socket
+import struct
+import termios
+
+from ocirt.errors import OcirtError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+TIOCGPTPEER = 0x5441
+TIOCSPTLCK = 0x40045431
+TIOCSCTTY = 0x540E
+TIOCGPTN = 0x80045430
+
+
+def open_pty() -> tuple[int, int]:
+    """A new pty pair from /dev/ptmx of the current mount namespace: (master, slave)."""
+    try:
+        master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as err:
+        raise OcirtError(f"opening /dev/ptmx for the terminal: {err.strerror} (is devpts "
+                         "mounted on /dev/pts with /dev/ptmx -> pts/ptmx?)") from err
+    try:
+        fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))
+        slave = fcntl.ioctl(master, TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as err:
+        os.close(master)
+        raise OcirtError(f"unlocking the pty: {err.strerror}") from err
+    return master, slave
+
+
+def set_size(fd: int, height: int, width: int) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
+
+
+def become_terminal_owner(slave: int) -> None:
+    """Make ``slave`` stdin/stdout/stderr and the controlling terminal (after setsid)."""
+    for target in (0, 1, 2):
+        os.dup2(slave, target)
+    fcntl.ioctl(0, TIOCSCTTY, 0)
+    if slave > 2:
+        os.close(slave)
+
+
+def connect(path: str) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+    except OSError as err:
+        sock.close()
+        raise OcirtError(f"console socket {path}: {err.strerror}") from err
+    return sock
+
+
+def send_fd(sock: socket.socket, fd: int, name: str) -> None:
+    fds = array.array("i", [fd])
+    sock.sendmsg([name.encode()], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds.tobytes())])
+
+
+def recv_fd(sock: socket.socket) -> int:
+    fds = array.array("i")
+    _, ancdata, _, _ = sock.recvmsg(4096, socket.CMSG_SPACE(fds.itemsize))
+    for level, kind, data in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(data[:fds.itemsize])
+            return fds[0]
+    raise OcirtError("console socket: no terminal received from the container")
+
+
+def terminal_size(fd: int) -> tuple[int, int] | None:
+    try:
+        rows, cols, _, _ = struct.unpack("HHHH", fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8))
+    except OSError:
+        return None
+    return rows, cols
+
+
+class Relay:
+    """``ocirt run`` with a terminal and no console socket: be the terminal's other end."""
+
+    def __init__(self, master: int) -> None:
+        self.master = master
+        self.saved: list[Any] | None = None
+        os.set_blocking(master, True)
+
+    def __enter__(self) -> Relay:
+        if os.isatty(0):
+            import tty
+
+            self.saved = termios.tcgetattr(0)
+            tty.setraw(0)
+            self.resize()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.saved is not None:
+            termios.tcsetattr(0, termios.TCSADRAIN, self.saved)
+
+    def resize(self) -> None:
+        size = terminal_size(0)
+        if size:
+            set_size(self.master, *size)
+
+    def pump(self, pidfd: int) -> None:
+        """Copy stdin to the pty and the pty to stdout until the process ends."""
+        import select
+
+        watched = [self.master, pidfd, 0]
+        while True:
+            try:
+                ready, _, _ = select.select(watched, [], [])
+            except InterruptedError:
+                continue
+            if 0 in ready:
+                data = os.read(0, 65536)
+                if data:
+                    os.write(self.master, data)
+                else:
+                    watched.remove(0)
+            if self.master in ready:
+                try:
+                    data = os.read(self.master, 65536)
+                except OSError:  # EIO: the last slave fd closed
+                    data = b""
+                if not data:
+                    return
+                os.write(1, data)
+            if pidfd in ready:
+                self._drain()
+                return
+
+    def _drain(self) -> None:
+        os.set_blocking(self.master, False)
+        while True:
+            try:
+                data = os.read(self.master, 65536)
+            except OSError:
+                return
+            if not data:
+                return
+            os.write(1, data)
+
+
+def take_terminal(sock: socket.socket, size: dict[str, int] | None, console: bool) -> None:
+    """In the container: make a pty, send its master over ``sock``, own its slave.
+
+    ``console`` also binds the slave onto /dev/console, as the spec asks for the container's
+    init (config-linux.md, "Default Devices").
+    """
+    master, slave = open_pty()
+    try:
+        if size:
+            set_size(slave, size.get("height", 0), size.get("width", 0))
+        if console:
+            number = struct.unpack("I", fcntl.ioctl(master, TIOCGPTN, b"\0" * 4))[0]
+            _bind_console(f"/dev/pts/{number}")
+        send_fd(sock, master, "/dev/ptmx")
+    finally:
+        os.close(master)
+        sock.close()
+    become_terminal_owner(slave)
+
+
+def _bind_console(pts: str) -> None:
+    from ocirt.linux import syscalls as sc
+
+    try:
+        os.close(os.open("/dev/console", os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         0o600))
+    except FileExistsError:
+        pass
+    except OSError as err:
+        raise OcirtError(f"creating /dev/console: {err.strerror}") from err
+    sc.mount(pts, "/dev/console", None, sc.MS_BIND)
