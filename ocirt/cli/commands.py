@@ -165,7 +165,42 @@ def cmd_spec(store: Store, globals_: dict[str, Any], values: dict[str, Any]) -> 
     return 0
 
 
+def cmd_exec(store: Store, globals_: dict[str, Any], values: dict[str, Any]) -> int:
+    from ocirt.container import exec as executing
+    from ocirt.container.state import check_id
+
+    if values.get("process_label") or values.get("apparmor"):
+        raise UnsupportedError("exec: SELinux labels and AppArmor profiles are not supported "
+                               "by ocirt yet")
+    check_id(values["container_id"])
+    if values.get("process"):
+        process = executing.process_from_file(values["process"])
+        if values.get("tty"):
+            process["terminal"] = True
+    else:
+        state = store.load(values["container_id"])
+        process = executing.process_from_args(
+            state.config, values.get("command") or [], bool(values.get("tty")),
+            values.get("cwd"), values.get("env") or [], values.get("user"),
+            values.get("additional_gids") or [], values.get("cap") or [],
+            bool(values.get("no_new_privs")))
+    options = executing.ExecOptions(detach=bool(values.get("detach")),
+                                    pid_file=values.get("pid_file"),
+                                    console_socket=values.get("console_socket"),
+                                    preserve_fds=int(values.get("preserve_fds") or 0),
+                                    debug=bool(globals_.get("debug")))
+    return executing.exec_process(store, values["container_id"], process, options)
+
+
+def cmd_features(store: Store, globals_: dict[str, Any], values: dict[str, Any]) -> int:
+    from ocirt.container.features import features
+
+    print(json.dumps(features(), indent=2))
+    return 0
+
+
 HANDLERS: dict[str, Handler] = {
     "create": cmd_create, "start": cmd_start, "state": cmd_state, "kill": cmd_kill,
     "delete": cmd_delete, "run": cmd_run, "list": cmd_list, "spec": cmd_spec,
+    "exec": cmd_exec, "features": cmd_features,
 }

@@ -1,0 +1,220 @@
+"""exec: run a new process inside a running container.
+
+The same three-process dance as ``create`` (see ``sync``), without building anything:
+
+  ocirt exec (parent)          stage-1 (child)                      process (grandchild)
+  fork ----------------------> setns into the container's namespaces, user first, mount last
+  add stage-1 to the cgroups
+  {"go"} --------------------> fork ------------------------------> (in the container's pid ns)
+          <------------------- {"pid": N}; exits                    terminal, rlimits, no_new_privs,
+                                                                    capabilities, user, cwd,
+                                                                    lookup, seccomp, execve
+          <-------------------------------------------------------- EOF (exec'd) | {"error": msg}
+
+The process gets the capabilities, no_new_privs, rlimits and user that its process object
+names (the container's own process object, changed by the command line, or ``--process``).
+With ``--detach`` it is left to the caller's subreaper, as ``create`` leaves init; otherwise the
+runtime waits and returns its exit status.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import socket
+
+from ocirt.container.state import Status, Store, write_atomic
+from ocirt.container.sync import Channel, child_failed
+from ocirt.errors import ConfigError, OcirtError, StateError
+from ocirt.linux import cgroups, console, namespaces
+from ocirt.linux import syscalls as sc
+from ocirt.linux.process import ProcessSetup, close_extra_fds
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+
+class ExecOptions:
+    def __init__(self, detach: bool = False, pid_file: str | None = None,
+                 console_socket: str | None = None, preserve_fds: int = 0,
+                 debug: bool = False) -> None:
+        self.detach, self.pid_file, self.console_socket = detach, pid_file, console_socket
+        self.preserve_fds, self.debug = preserve_fds, debug
+
+
+def process_from_file(path: str) -> dict[str, Any]:
+    """A process object from ``--process FILE``, checked against the schema."""
+    from ocirt import OCI_VERSION
+    from ocirt.config.validate import validate_config
+
+    try:
+        with open(path, "rb") as handle:
+            process = json.loads(handle.read())
+    except OSError as err:
+        raise ConfigError("cannot read", err.strerror or str(err), path) from err
+    except ValueError as err:
+        raise ConfigError("not JSON", str(err), path) from err
+    validate_config({"ociVersion": OCI_VERSION, "process": process}, path)
+    result: dict[str, Any] = process
+    return result
+
+
+def process_from_args(config: dict[str, Any], args: list[str], tty: bool, cwd: str | None,
+                      env: list[str], user: str | None, additional_gids: list[str],
+                      caps: list[str], no_new_privs: bool) -> dict[str, Any]:
+    """The container's own process object, changed as runc's exec flags say."""
+    if not args:
+        raise OcirtError("exec needs a command (or --process FILE)")
+    process: dict[str, Any] = copy.deepcopy(config.get("process") or {})
+    process["args"] = args
+    process["terminal"] = tty
+    if cwd:
+        process["cwd"] = cwd
+    process["env"] = list(process.get("env", [])) + env
+    if user:
+        uid, _, gid = user.partition(":")
+        try:
+            process["user"] = {"uid": int(uid), "gid": int(gid or 0)}
+        except ValueError:
+            raise OcirtError(f"--user {user!r}: expected UID[:GID] as numbers") from None
+    if additional_gids:
+        process.setdefault("user", {})["additionalGids"] = [int(g) for g in additional_gids]
+    if caps:
+        sets = process.setdefault("capabilities", {})
+        for name in ("bounding", "effective", "permitted"):
+            sets[name] = list(sets.get(name, [])) + caps
+    if no_new_privs:
+        process["noNewPrivileges"] = True
+    return process
+
+
+def exec_process(store: Store, container_id: str, process: dict[str, Any],
+                 options: ExecOptions) -> int:
+    terminal = bool(process.get("terminal"))
+    if terminal and options.detach and not options.console_socket:
+        raise OcirtError("cannot allocate tty if ocirt will detach without setting console "
+                         "socket")
+    if not terminal and options.console_socket:
+        raise OcirtError("cannot use console socket if ocirt will not detach or allocate tty")
+    setup = ProcessSetup(process, options.preserve_fds)
+    sc.prctl(sc.PR_SET_DUMPABLE, 0)
+    sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
+    with store.lock(container_id):
+        state = store.load(container_id)
+        status = state.current_status()
+        if status not in (Status.CREATED, Status.RUNNING):
+            raise StateError(f"cannot exec in a container that is {status.value}")
+        ns_fds = _container_namespaces(state.pid, state.config)
+        console_sock: socket.socket | None = None
+        relay_end: socket.socket | None = None
+        if terminal:
+            if options.console_socket:
+                console_sock = console.connect(options.console_socket)
+            else:
+                relay_end, console_sock = socket.socketpair()
+        channel, child_end = Channel.pair()
+        stage1_pid = os.fork()
+        if stage1_pid == 0:
+            channel.close()
+            _stage1(setup, child_end, ns_fds, console_sock, process, options.debug)
+        child_end.close()
+        namespaces.close_all(ns_fds)
+        if console_sock is not None:
+            console_sock.close()
+        pid = 0
+        try:
+            if state.cgroup:
+                cgroups.Manager.from_state(state.cgroup).add(stage1_pid)
+            channel.send("go")
+            pid = channel.expect("pid", "exec: forking the process")["pid"]
+            _reap(stage1_pid)
+            reply = channel.recv()  # end-of-file once it has exec'd
+            if reply is not None and reply.get("type") == "error":
+                raise OcirtError(reply["msg"])
+            master = console.recv_fd(relay_end) if relay_end is not None else None
+        except BaseException:
+            _reap(stage1_pid)
+            if pid:
+                _reap(pid)
+            raise
+        finally:
+            channel.close()
+            if relay_end is not None:
+                relay_end.close()
+        if options.pid_file:
+            write_atomic(os.path.abspath(options.pid_file), str(pid).encode(), 0o644)
+    if options.detach:
+        return 0
+    from ocirt.container.run import wait_for_exit
+
+    try:
+        return wait_for_exit(pid, master)
+    finally:
+        if master is not None:
+            os.close(master)
+
+
+def _container_namespaces(pid: int, config: dict[str, Any]) -> list[tuple[str, int]]:
+    """Open the container's namespaces, in join order, skipping those we already share."""
+    kinds = {entry["type"] for entry in (config.get("linux") or {}).get("namespaces", [])}
+    opened: list[tuple[str, int]] = []
+    for kind in namespaces.JOIN_ORDER:
+        if kind not in kinds:
+            continue
+        name = namespaces.NAMESPACES[kind][1]
+        theirs = f"/proc/{pid}/ns/{name}"
+        try:
+            if os.stat(theirs).st_ino == os.stat(f"/proc/self/ns/{name}").st_ino:
+                continue
+            opened.append((kind, os.open(theirs, os.O_RDONLY | os.O_CLOEXEC)))
+        except OSError as err:
+            namespaces.close_all(opened)
+            raise OcirtError(f"exec: opening {theirs}: {err.strerror}") from err
+    return opened
+
+
+def _stage1(setup: ProcessSetup, channel: Channel, ns_fds: list[tuple[str, int]],
+            console_sock: socket.socket | None, process: dict[str, Any], debug: bool) -> None:
+    try:
+        sc.prctl(sc.PR_SET_DUMPABLE, 0)
+        namespaces.join(ns_fds, only={"user"})
+        if any(kind == "user" for kind, _ in ns_fds):
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
+        namespaces.join([(k, fd) for k, fd in ns_fds if k != "user"])
+        namespaces.close_all(ns_fds)
+        channel.expect("go", "exec stage-1")
+        pid = os.fork()
+        if pid == 0:
+            _process(setup, channel, console_sock, process, debug)
+        channel.send("pid", pid=pid)
+    except BaseException as err:
+        child_failed(channel, err, debug)
+    os._exit(0)
+
+
+def _process(setup: ProcessSetup, channel: Channel, console_sock: socket.socket | None,
+             process: dict[str, Any], debug: bool) -> None:
+    try:
+        sc.prctl(sc.PR_SET_DUMPABLE, 0)
+        keep = {channel.fileno()}
+        if console_sock is not None:
+            keep.add(console_sock.fileno())
+        close_extra_fds(setup.preserve_fds, keep)
+        if console_sock is not None:
+            os.setsid()
+            console.take_terminal(console_sock, process.get("consoleSize"), console=False)
+        for step in setup.steps():
+            step.run()
+        setup.execute()
+    except BaseException as err:
+        child_failed(channel, err, debug)
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass

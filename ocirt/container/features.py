@@ -1,0 +1,68 @@
+"""features: what this runtime implements, as the Features structure of features.md.
+
+Every list is derived from the code that does the work (the mount option table, the namespace
+table, libcap-ng's capability names, the seccomp module), so it cannot drift from it.
+"""
+
+from __future__ import annotations
+
+from ocirt import OCI_VERSION, __version__
+from ocirt.container.hooks import KINDS
+from ocirt.linux import namespaces, rootfs
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+OCI_VERSION_MIN = "1.0.0"
+
+
+def _capabilities() -> list[str]:
+    import ctypes
+
+    from ocirt.linux.capabilities import _capng
+
+    lib = _capng()
+    lib.capng_capability_to_name.restype = ctypes.c_char_p
+    names = []
+    for number in range(64):
+        name = lib.capng_capability_to_name(number)
+        if not name:
+            break
+        names.append("CAP_" + name.decode().upper())
+    return names
+
+
+def _seccomp() -> dict[str, Any]:
+    import importlib
+
+    try:
+        seccomp = importlib.import_module("ocirt.linux.seccomp")
+    except ImportError:
+        return {"enabled": False}
+    describe = getattr(seccomp, "features", None)
+    if describe is None:
+        return {"enabled": False}
+    result: dict[str, Any] = describe()
+    return result
+
+
+def features() -> dict[str, Any]:
+    return {
+        "ociVersionMin": OCI_VERSION_MIN,
+        "ociVersionMax": OCI_VERSION,
+        "hooks": list(KINDS),
+        "mountOptions": sorted(set(rootfs.MOUNT_FLAGS) | set(rootfs.PROPAGATION)),
+        "linux": {
+            "namespaces": list(namespaces.NAMESPACES),
+            "capabilities": _capabilities(),
+            "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False,
+                       "rdma": False},
+            "seccomp": _seccomp(),
+            "apparmor": {"enabled": False},
+            "selinux": {"enabled": False},
+            "intelRdt": {"enabled": False},
+            "mountExtensions": {"idmap": {"enabled": False}},
+        },
+        "annotations": {"io.github.ocirt.version": __version__},
+    }
