@@ -44,6 +44,8 @@ def stage1(plan: ContainerPlan, channel: Channel, ns_fds: list[tuple[str, int]],
         channel.expect("go", "stage-1")
         if late:
             sc.unshare(late)
+        if ns.time_offsets:
+            namespaces.write_time_offsets(ns.time_offsets)
         pid = os.fork()
         if pid == 0:
             init(plan, channel, listener)

@@ -12,7 +12,7 @@ import os
 import socket
 
 from ocirt.errors import ConfigError, UnsupportedError
-from ocirt.linux import cgroups, devices, namespaces, rootfs
+from ocirt.linux import cgroups, devices, namespaces, process_attrs, rootfs, sysctl
 from ocirt.linux import syscalls as sc
 from ocirt.linux.namespaces import NamespacePlan
 from ocirt.linux.plan import Step
@@ -117,9 +117,12 @@ def build(container_id: str, bundle: str, config: dict[str, Any], options: Optio
                             lambda: os.close(ctx.target(cwd, "dir"))))
 
     root_steps = rootfs.pivot_steps(ctx, options.no_pivot)
+    # sysctls before readonlyPaths, which usually include /proc/sys (as runc orders them)
+    root_steps += sysctl.steps(linux.get("sysctl") or {}, ns)
     root_steps += rootfs.finish_steps(bool(root.get("readonly")), linux.get("maskedPaths", []),
                                       linux.get("readonlyPaths", []),
                                       linux.get("rootfsPropagation"))
+    root_steps += process_attrs.personality_steps(linux)
     if config.get("hostname") is not None:
         hostname = config["hostname"]
         root_steps.append(Step(f"sethostname {hostname!r}", lambda: sc.sethostname(hostname)))

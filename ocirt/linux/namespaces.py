@@ -40,6 +40,7 @@ class NamespacePlan:
     def __init__(self) -> None:
         self.create: list[str] = []
         self.join: dict[str, str] = {}
+        self.time_offsets: dict[str, dict[str, int]] = {}  # linux.timeOffsets
 
     def has(self, kind: str) -> bool:
         return kind in self.create or kind in self.join
@@ -59,6 +60,9 @@ class NamespacePlan:
         lines = [f"setns {path} ({kind})" for kind, path in self.ordered_joins()]
         if self.new_user:
             lines.append("unshare(CLONE_NEWUSER), then the parent writes uid_map/gid_map")
+        for clock, value in self.time_offsets.items():
+            lines.append(f"timens_offsets: {clock} {value.get('secs', 0)}s "
+                         f"{value.get('nanosecs', 0)}ns")
         names = {"mount": "NS", "network": "NET"}
         flags = [f"CLONE_NEW{names.get(kind, kind.upper())}"
                  for kind in self.create if kind != "user"]
@@ -85,7 +89,26 @@ def plan_namespaces(linux: dict[str, Any]) -> NamespacePlan:
             plan.join[kind] = path
         else:
             plan.create.append(kind)
+    offsets = linux.get("timeOffsets") or {}
+    for clock in offsets:
+        if clock not in ("monotonic", "boottime"):
+            raise ConfigError(f"$.linux.timeOffsets.{clock}",
+                              "only the monotonic and boottime clocks have offsets")
+    if offsets and "time" not in plan.create:
+        raise ConfigError("$.linux.timeOffsets", "needs a new time namespace")
+    plan.time_offsets = offsets
     return plan
+
+
+def write_time_offsets(offsets: dict[str, dict[str, int]]) -> None:
+    """Set the clocks of the time namespace just made, before any process enters it."""
+    text = "".join(f"{clock} {value.get('secs', 0)} {value.get('nanosecs', 0)}\n"
+                   for clock, value in offsets.items())
+    try:
+        with open("/proc/self/timens_offsets", "w") as handle:
+            handle.write(text)
+    except OSError as err:
+        raise OcirtError(f"writing timens_offsets ({text.strip()!r}): {err.strerror}") from err
 
 
 def open_namespaces(plan: NamespacePlan) -> list[tuple[str, int]]:

@@ -18,6 +18,7 @@ from ocirt.errors import ConfigError, ExecError, OcirtError
 from ocirt.linux import capabilities
 from ocirt.linux import syscalls as sc
 from ocirt.linux.plan import Step
+from ocirt.linux.process_attrs import process_steps
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -66,6 +67,7 @@ class ProcessSetup:
         self.capability_names: dict[str, Any] = caps or {}
         self.preserve_fds = preserve_fds
         self.path = ""  # the program, found inside the container
+        self.attribute_steps = process_steps(process)  # ioPriority, scheduler
 
     def steps(self) -> list[Step]:
         """What init does in the container before it waits for ``start``."""
@@ -74,6 +76,7 @@ class ProcessSetup:
         steps += [Step(f"setrlimit {name} soft={soft} hard={hard}",
                        partial(_setrlimit, name, num, soft, hard))
                   for name, num, soft, hard in self.rlimits]
+        steps += self.attribute_steps
         if self.no_new_privileges:
             steps.append(Step("prctl(PR_SET_NO_NEW_PRIVS, 1)",
                               lambda: sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)))

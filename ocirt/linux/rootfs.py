@@ -47,6 +47,22 @@ PROPAGATION: dict[str, int] = {
     "slave": sc.MS_SLAVE, "rslave": sc.MS_SLAVE | sc.MS_REC,
     "unbindable": sc.MS_UNBINDABLE, "runbindable": sc.MS_UNBINDABLE | sc.MS_REC,
 }
+# Recursive options (mount_setattr(2) with AT_RECURSIVE): option -> (clears?, MOUNT_ATTR_*).
+RECURSIVE: dict[str, tuple[bool, int]] = {
+    "rro": (False, sc.MOUNT_ATTR_RDONLY), "rrw": (True, sc.MOUNT_ATTR_RDONLY),
+    "rnosuid": (False, sc.MOUNT_ATTR_NOSUID), "rsuid": (True, sc.MOUNT_ATTR_NOSUID),
+    "rnodev": (False, sc.MOUNT_ATTR_NODEV), "rdev": (True, sc.MOUNT_ATTR_NODEV),
+    "rnoexec": (False, sc.MOUNT_ATTR_NOEXEC), "rexec": (True, sc.MOUNT_ATTR_NOEXEC),
+    "rnodiratime": (False, sc.MOUNT_ATTR_NODIRATIME),
+    "rdiratime": (True, sc.MOUNT_ATTR_NODIRATIME),
+    "rnosymfollow": (False, sc.MOUNT_ATTR_NOSYMFOLLOW),
+    "rsymfollow": (True, sc.MOUNT_ATTR_NOSYMFOLLOW),
+}
+# The atime family is one field: setting one clears the others.
+RECURSIVE_ATIME = {"rrelatime": sc.MOUNT_ATTR_RELATIME, "rnorelatime": sc.MOUNT_ATTR_RELATIME,
+                   "rnoatime": sc.MOUNT_ATTR_NOATIME, "ratime": sc.MOUNT_ATTR_RELATIME,
+                   "rstrictatime": sc.MOUNT_ATTR_STRICTATIME,
+                   "rnostrictatime": sc.MOUNT_ATTR_RELATIME}
 # Flags a read-only (or other) remount of a bind mount must keep, or the kernel refuses it
 # inside a user namespace (they are locked) and silently drops them outside one.
 _KEPT_ON_REMOUNT = (sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
@@ -62,6 +78,8 @@ class MountOptions:
         self.flags = 0
         self.propagation: list[int] = []
         self.data: list[str] = []
+        self.attr_set = 0  # recursive attributes, applied with mount_setattr
+        self.attr_clr = 0
 
     @property
     def is_bind(self) -> bool:
@@ -77,6 +95,17 @@ def parse_options(options: list[str]) -> MountOptions:
             result.flags = result.flags & ~flag if clear else result.flags | flag
         elif option in PROPAGATION:
             result.propagation.append(PROPAGATION[option])
+        elif option in RECURSIVE:
+            clear, attr = RECURSIVE[option]
+            if clear:
+                result.attr_clr |= attr
+                result.attr_set &= ~attr
+            else:
+                result.attr_set |= attr
+                result.attr_clr &= ~attr
+        elif option in RECURSIVE_ATIME:
+            result.attr_clr |= sc.MOUNT_ATTR__ATIME
+            result.attr_set = (result.attr_set & ~sc.MOUNT_ATTR__ATIME) | RECURSIVE_ATIME[option]
         else:
             result.data.append(option)
     return result
@@ -202,8 +231,10 @@ def mount_steps(ctx: RootContext, mount: dict[str, Any], index: int, bundle: str
     elif fstype == "cgroup" and special is not None:
         return special(ctx, mount, options)
     data = ",".join(options.data) or None
+    recursive = [o for o in mount.get("options", []) if o in RECURSIVE or o in RECURSIVE_ATIME]
     text = (f"mount {source or fstype} on {destination} type {fstype or 'none'} "
-            f"({describe_flags(options.flags)}{',' + data if data else ''})")
+            f"({describe_flags(options.flags)}{',' + data if data else ''})"
+            + (f"; mount_setattr AT_RECURSIVE {','.join(recursive)}" if recursive else ""))
     return [Step(text, lambda: _do_mount(ctx, source, destination, fstype, options, data))]
 
 
@@ -231,11 +262,13 @@ def _do_mount(ctx: RootContext, source: str | None, destination: str, fstype: st
                 remount_bind(fd_path(fd), extra)
         else:
             sc.mount(source or fstype or "none", target, fstype, flags, data)
-        if options.propagation:
+        if options.propagation or options.attr_set or options.attr_clr:
             os.close(fd)
             fd = ctx.target(destination, None)
-            for prop in options.propagation:
-                sc.mount(None, fd_path(fd), None, prop)
+        for prop in options.propagation:
+            sc.mount(None, fd_path(fd), None, prop)
+        if options.attr_set or options.attr_clr:
+            sc.mount_setattr(fd, options.attr_set, options.attr_clr)
     except SyscallError as err:
         raise OcirtError(f"mounting {destination!r}: {err}") from err
     finally:

@@ -172,3 +172,74 @@ def join_session_keyring(name: str) -> None:
                       _b(name))
     if result < 0 and ctypes.get_errno() != 38:  # ENOSYS: kernel without keyrings
         raise _fail(f"keyctl(KEYCTL_JOIN_SESSION_KEYRING, {name!r})")
+
+
+# mount_setattr(2) (linux/mount.h): change the attributes of a whole mount tree at once.
+_SYS_mount_setattr = 442
+AT_FDCWD = -100
+AT_RECURSIVE = 0x8000
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
+MOUNT_ATTR_NOEXEC = 0x8
+MOUNT_ATTR__ATIME = 0x70
+MOUNT_ATTR_RELATIME = 0x0
+MOUNT_ATTR_NOATIME = 0x10
+MOUNT_ATTR_STRICTATIME = 0x20
+MOUNT_ATTR_NODIRATIME = 0x80
+MOUNT_ATTR_NOSYMFOLLOW = 0x200000
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+
+AT_EMPTY_PATH = 0x1000
+
+
+def mount_setattr(fd: int, attr_set: int, attr_clr: int, recursive: bool = True,
+                  path: str = "") -> None:
+    """Change the mount at ``fd`` (and, recursively, all below it)."""
+    attr = _MountAttr(attr_set, attr_clr, 0, 0)
+    flags = (AT_RECURSIVE if recursive else 0) | AT_EMPTY_PATH
+    if _syscall(ctypes.c_long(_SYS_mount_setattr), ctypes.c_long(fd), _b(path),
+                ctypes.c_uint(flags), ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr))
+                ) != 0:
+        raise _fail(f"mount_setattr({path or fd!r}, set={attr_set:#x}, clear={attr_clr:#x}, "
+                    f"AT_RECURSIVE)")
+
+
+_SYS_personality = 135
+_SYS_ioprio_set = 251
+_SYS_sched_setattr = 314
+IOPRIO_WHO_PROCESS = 1
+
+
+def personality(persona: int) -> None:
+    if _syscall(ctypes.c_long(_SYS_personality), ctypes.c_ulong(persona)) == -1:
+        raise _fail(f"personality({persona:#x})")
+
+
+def ioprio_set(ioclass: int, level: int) -> None:
+    value = (ioclass << 13) | level
+    if _syscall(ctypes.c_long(_SYS_ioprio_set), ctypes.c_long(IOPRIO_WHO_PROCESS),
+                ctypes.c_long(0), ctypes.c_long(value)) != 0:
+        raise _fail(f"ioprio_set(IOPRIO_WHO_PROCESS, 0, class={ioclass} level={level})")
+
+
+class _SchedAttr(ctypes.Structure):
+    _fields_ = [("size", ctypes.c_uint32), ("sched_policy", ctypes.c_uint32),
+                ("sched_flags", ctypes.c_uint64), ("sched_nice", ctypes.c_int32),
+                ("sched_priority", ctypes.c_uint32), ("sched_runtime", ctypes.c_uint64),
+                ("sched_deadline", ctypes.c_uint64), ("sched_period", ctypes.c_uint64)]
+
+
+def sched_setattr(policy: int, flags: int, nice: int, priority: int, runtime: int,
+                  deadline: int, period: int) -> None:
+    attr = _SchedAttr(ctypes.sizeof(_SchedAttr), policy, flags, nice, priority, runtime,
+                      deadline, period)
+    if _syscall(ctypes.c_long(_SYS_sched_setattr), ctypes.c_long(0), ctypes.byref(attr),
+                ctypes.c_uint(0)) != 0:
+        raise _fail(f"sched_setattr(policy={policy}, nice={nice}, priority={priority}, "
+                    f"flags={flags:#x})")

@@ -1,0 +1,56 @@
+"""linux.sysctl: namespaced kernel parameters, written in the container's /proc/sys.
+
+Only keys that live in a namespace the container has its own copy of may be set (as runc
+checks): IPC keys need a new IPC namespace, net.* a new network namespace, and
+kernel.hostname/domainname a new UTS namespace. Anything else would change the host, so it is
+refused when the plan is built.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from ocirt.errors import ConfigError, OcirtError
+from ocirt.linux.plan import Step
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ocirt.linux.namespaces import NamespacePlan
+
+_IPC_KEYS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
+             "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"}
+
+
+def namespace_of(key: str) -> str | None:
+    if key in _IPC_KEYS or key.startswith("fs.mqueue."):
+        return "ipc"
+    if key.startswith("net."):
+        return "network"
+    if key in ("kernel.hostname", "kernel.domainname"):
+        return "uts"
+    return None
+
+
+def steps(sysctl: dict[str, str], ns: NamespacePlan) -> list[Step]:
+    result = []
+    for key, value in sysctl.items():
+        where = f"$.linux.sysctl[{key!r}]"
+        kind = namespace_of(key)
+        if kind is None:
+            raise ConfigError(where, f"sysctl {key!r} is not in a separate kernel namespace "
+                              "(it would change the host)")
+        if kind not in ns.create:
+            raise ConfigError(where, f"sysctl {key!r} needs a new {kind} namespace")
+        if "/" in key or ".." in key.split("."):
+            raise ConfigError(where, f"invalid sysctl key {key!r}")
+        path = "/proc/sys/" + key.replace(".", "/")
+        result.append(Step(f"write {value!r} to {path}", partial(_write, path, value, key)))
+    return result
+
+
+def _write(path: str, value: str, key: str) -> None:
+    try:
+        with open(path, "w") as handle:
+            handle.write(value)
+    except OSError as err:
+        raise OcirtError(f"sysctl {key}={value!r}: writing {path}: {err.strerror}") from err
