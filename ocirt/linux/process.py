@@ -27,13 +27,22 @@ if TYPE_CHECKING:
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def environment(entries: list[str]) -> dict[str, str]:
-    """process.env as a dict: the last of duplicate keys wins, as with runc."""
+def environment(entries: list[str], where: str = "$.process.env") -> dict[str, str]:
+    """process.env as a dict: the last of duplicate keys wins, as with runc, and entries runc
+    refuses (no '=', an empty name, a NUL byte) are errors."""
     env: dict[str, str] = {}
-    for entry in entries:
+    for index, entry in enumerate(entries):
         key, sep, value = entry.partition("=")
-        if sep and key:
-            env[key] = value
+        if not sep:
+            raise ConfigError(f"{where}[{index}]", f"invalid environment variable {entry!r}: "
+                              "missing '='")
+        if not key:
+            raise ConfigError(f"{where}[{index}]", "invalid environment variable: name "
+                              "cannot be empty")
+        if "\0" in entry:
+            raise ConfigError(f"{where}[{index}]", "invalid environment variable: contains "
+                              "a NUL byte")
+        env[key] = value
     return env
 
 
