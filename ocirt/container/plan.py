@@ -72,8 +72,30 @@ def _noop() -> None:
     pass
 
 
+# Fields ocirt cannot honour: the spec says a runtime MUST error rather than ignore them.
+UNSUPPORTED = (
+    (("process", "apparmorProfile"), "AppArmor is not supported by ocirt (nor enabled here)"),
+    (("process", "selinuxLabel"), "SELinux labels are not supported by ocirt"),
+    (("linux", "mountLabel"), "SELinux mount labels are not supported by ocirt"),
+    (("linux", "intelRdt"), "Intel RDT is not supported by ocirt"),
+    (("linux", "memoryPolicy"), "NUMA memory policies are not supported by ocirt yet"),
+    (("linux", "netDevices"), "moving network devices is not supported by ocirt yet"),
+)
+
+
+def refuse_unsupported(config: dict[str, Any]) -> None:
+    for (section, key), why in UNSUPPORTED:
+        if (config.get(section) or {}).get(key):
+            raise UnsupportedError(f"$.{section}.{key}: {why}")
+    for index, mount in enumerate(config.get("mounts") or []):
+        if mount.get("uidMappings") or mount.get("gidMappings"):
+            raise UnsupportedError(f"$.mounts[{index}]: idmapped mounts (uidMappings/"
+                                   "gidMappings) are not supported by ocirt yet")
+
+
 def build(container_id: str, bundle: str, config: dict[str, Any], options: Options
           ) -> ContainerPlan:
+    refuse_unsupported(config)
     linux: dict[str, Any] = config.get("linux") or {}
     process: dict[str, Any] | None = config.get("process")
     if process is None:
