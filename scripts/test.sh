@@ -38,6 +38,8 @@ check ruff "$VENV/bin/ruff" check ocirt tests bench
 check mypy "$VENV/bin/mypy"
 check mypy-bench "$VENV/bin/mypy" --strict bench/bench.py
 check pytest "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests
+# The cgroup tests again, in a VM with a pure cgroup v2 kernel (this host is hybrid v1).
+check vm-cgroup-v2 bash scripts/vm/cgroup-tests.sh
 
 if [[ ${#failed[@]} -gt 0 ]]; then
     echo "test: FAILED: ${failed[*]}" >&2

@@ -37,9 +37,18 @@ def dispatch(globals_: dict[str, Any], command: Command, values: dict[str, Any])
         return _fail(log, str(err), err, bool(globals_.get("debug")), err.exit_code)
     except KeyboardInterrupt:
         return _fail(log, "interrupted", None, False, 130)
+    except BrokenPipeError:  # `ocirt features | head`: the reader has what it wanted
+        _silence_stdout()
+        return 0
     except Exception as err:
         return _fail(log, f"internal error: {type(err).__name__}: {err}", err,
                      bool(globals_.get("debug")), 1)
+
+
+def _silence_stdout() -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.close(devnull)
 
 
 def _fail(log: Log, message: str, err: BaseException | None, debug: bool, code: int) -> int:
@@ -204,3 +213,64 @@ HANDLERS: dict[str, Handler] = {
     "delete": cmd_delete, "run": cmd_run, "list": cmd_list, "spec": cmd_spec,
     "exec": cmd_exec, "features": cmd_features,
 }
+
+
+# --- pause, resume, update, events, ps: the container's cgroup (ocirt.linux.cgroups) ---------
+
+def cmd_pause(store: Store, globals_: dict[str, Any], values: dict[str, Any]) -> int:
+    from ocirt.container.pause import pause
+
+    pause(store, _checked_id(values))
+    return 0
+
+
+def cmd_resume(store: Store, globals_: dict[str, Any], values: dict[str, Any]) -> int:
+    from ocirt.container.pause import resume
+
+    resume(store, _checked_id(values))
+    return 0
+
+
+def cmd_update(store: Store, globals_: dict[str, Any], values: dict[str, Any]) -> int:
+    from ocirt.container import update
+
+    source = values.get("resources")
+    text = None
+    if source == "-":
+        text = sys.stdin.read()
+    elif source is not None:
+        try:
+            with open(source) as handle:
+                text = handle.read()
+        except OSError as err:
+            raise OcirtError(f"--resources {source}: {err.strerror}") from err
+    update.update(store, _checked_id(values), update.from_options(values, text))
+    return 0
+
+
+def cmd_events(store: Store, globals_: dict[str, Any], values: dict[str, Any]) -> int:
+    from ocirt.container import events
+
+    interval = events.parse_interval(values.get("interval") or "5s")
+    events.events(store, _checked_id(values), interval, bool(values.get("stats")))
+    return 0
+
+
+def cmd_ps(store: Store, globals_: dict[str, Any], values: dict[str, Any]) -> int:
+    from ocirt.container.ps import ps
+
+    print(ps(store, _checked_id(values), values.get("format") or "table",
+             list(values.get("ps_args") or [])))
+    return 0
+
+
+def _checked_id(values: dict[str, Any]) -> str:
+    from ocirt.container.state import check_id
+
+    container_id: str = values["container_id"]
+    check_id(container_id)
+    return container_id
+
+
+HANDLERS.update({"pause": cmd_pause, "resume": cmd_resume, "update": cmd_update,
+                 "events": cmd_events, "ps": cmd_ps})

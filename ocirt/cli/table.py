@@ -64,6 +64,47 @@ _BUILD_OPTS = (
 )
 _ID = Arg("container-id")
 
+
+def _value(names: tuple[str, ...], dest: str, help: str, metavar: str = "VALUE") -> Opt:
+    return Opt(names, dest, "str", None, help, metavar)
+
+
+# pause, resume, update, events, ps: the container's cgroup (ocirt.linux.cgroups).
+CGROUP_COMMANDS = (
+    Command("pause", "freeze every process of the container", (_ID,)),
+    Command("resume", "thaw a paused container", (_ID,)),
+    Command("update", "change the resources of a running container", (_ID,), (
+        _value(("--resources", "-r"), "resources", "a linux.resources JSON document, from "
+               "FILE or - (standard input)", "FILE"),
+        _value(("--blkio-weight",), "blkio_weight", "block IO weight (10-1000)"),
+        _value(("--cpu-period",), "cpu_period", "CFS period (microseconds)"),
+        _value(("--cpu-quota",), "cpu_quota", "CFS quota per period (microseconds; -1: none)"),
+        _value(("--cpu-shares", "--cpu-share"), "cpu_shares", "relative CPU weight (shares)"),
+        _value(("--cpu-burst",), "cpu_burst", "CFS burst (microseconds)"),
+        _value(("--cpu-rt-period",), "cpu_rt_period", "realtime period (microseconds)"),
+        _value(("--cpu-rt-runtime",), "cpu_rt_runtime", "realtime runtime (microseconds)"),
+        _value(("--cpu-idle",), "cpu_idle", "1: SCHED_IDLE weight, 0: normal"),
+        _value(("--cpuset-cpus",), "cpuset_cpus", "CPUs allowed (0-3,7)", "LIST"),
+        _value(("--cpuset-mems",), "cpuset_mems", "memory nodes allowed (0-1)", "LIST"),
+        _value(("--memory",), "memory", "memory limit (bytes, 512m, 1g; -1: none)"),
+        _value(("--memory-reservation",), "memory_reservation", "memory soft limit"),
+        _value(("--memory-swap",), "memory_swap", "memory+swap limit (-1: none)"),
+        _value(("--kernel-memory",), "kernel_memory", "kernel memory limit (v1, obsolete)"),
+        _value(("--kernel-memory-tcp",), "kernel_memory_tcp", "kernel TCP buffer limit "
+               "(v1, obsolete)"),
+        _value(("--pids-limit",), "pids_limit", "maximum number of tasks (-1: none)"),
+    )),
+    Command("events", "print the container's statistics and OOM events as JSON lines",
+            (_ID,), (
+                Opt(("--interval",), "interval", "str", "5s", "time between statistics",
+                    "DURATION"),
+                Opt(("--stats",), "stats", help="print the statistics once and exit"))),
+    Command("ps", "list the container's processes", (_ID, Arg("ps-args", False, rest=True)),
+            (Opt(("--format", "-f"), "format", "str", "table", "table or json", "FORMAT",
+                 ("table", "json")),),
+            usage="ps [OPTIONS] CONTAINER-ID [PS-ARGS]..."),
+)
+
 COMMANDS: dict[str, Command] = {c.name: c for c in (
     Command("create", "create a container (it waits for `start`)", (_ID,), _BUILD_OPTS),
     Command("start", "start a created container: exec its program", (_ID,)),
@@ -113,4 +154,5 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
     Command("spec", "write a default config.json", (),
             (_BUNDLE, Opt(("--rootless",), "rootless",
                           help="a config for a container run by a non-root user"))),
+    *CGROUP_COMMANDS,
 )}

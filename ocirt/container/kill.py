@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import signal
 
-from ocirt.container.state import Store
+from ocirt.container.state import Status, Store
 from ocirt.errors import NotRunning, OcirtError
 from ocirt.linux import cgroups
 
@@ -28,15 +28,45 @@ def parse_signal(text: str) -> int:
 def kill(store: Store, container_id: str, signum: int, all_processes: bool = False) -> None:
     with store.lock(container_id):
         state = store.load(container_id)
-        if not state.current_status().can_kill:
-            raise NotRunning()
-        targets = [state.pid]
+        status = state.current_status()
         if all_processes and state.cgroup:
-            targets = cgroups.Manager.from_state(state.cgroup).pids() or targets
-        for pid in targets:
-            try:
-                os.kill(pid, signum)
-            except ProcessLookupError:
-                continue
-            except OSError as err:
-                raise OcirtError(f"kill({pid}, {signum}): {err.strerror}") from err
+            # A stopped container's init is gone, but without a pid namespace of its own its
+            # children may live on in the cgroup: containerd's shim kills them this way.
+            if status is Status.STOPPED:
+                _signal(cgroups.Manager.from_state(state.cgroup).pids(), signum)
+                return
+            if not status.can_kill:
+                raise NotRunning()
+            signal_all(cgroups.Manager.from_state(state.cgroup), signum, state.pid)
+            return
+        if not status.can_kill:
+            raise NotRunning()
+        _signal([state.pid], signum)
+
+
+def signal_all(manager: cgroups.Manager, signum: int, init_pid: int) -> None:
+    """Signal every process in the cgroup. The cgroup is frozen meanwhile (as runc does), so
+    no process can fork a child that escapes the list; it is thawed after unless it was paused
+    before, and always after SIGKILL, so a v1-frozen process can die."""
+    try:
+        was_frozen = manager.frozen()
+        if not was_frozen:
+            manager.freeze()
+        frozen_here = not was_frozen
+    except OcirtError:
+        was_frozen = frozen_here = False
+    try:
+        _signal(manager.pids() or [init_pid], signum)
+    finally:
+        if frozen_here or (was_frozen and signum == signal.SIGKILL):
+            manager.thaw()
+
+
+def _signal(targets: list[int], signum: int) -> None:
+    for pid in targets:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            continue
+        except OSError as err:
+            raise OcirtError(f"kill({pid}, {signum}): {err.strerror}") from err

@@ -13,7 +13,6 @@ from ocirt.config.default import default_spec
 from ocirt.container import plan as planning
 from ocirt.errors import ConfigError, UnsupportedError
 from ocirt.linux import syscalls as sc
-from ocirt.linux.cgroups import v1, v2
 
 
 def _bundle(tmp_path: Path, **changes: Any) -> tuple[str, dict[str, Any]]:
@@ -108,16 +107,3 @@ def test_mount_steps_call_mount_inside_the_rootfs(
     assert target == str(tmp_path / "rootfs" / "etc" / "inner")
     assert not os.path.exists("/etc/inner")
     assert (fstype, flags, data) == ("tmpfs", sc.MS_NOSUID, "size=1k")
-
-
-def test_cgroup_drivers() -> None:
-    resources = {"memory": {"limit": 100, "swap": 300, "reservation": 50}, "pids": {"limit": 0}}
-    assert v1.writes(resources) == [
-        ("memory", "memory.limit_in_bytes", "100"),
-        ("memory", "memory.soft_limit_in_bytes", "50"),
-        ("memory", "memory.memsw.limit_in_bytes", "300"),
-        ("pids", "pids.max", "max"),
-    ]
-    assert ("memory", "memory.swap.max", "200") in v2.writes(resources)
-    assert ("memory", "memory.max", "100") in v2.writes(resources)
-    assert v2.writes({"memory": {"limit": -1}}) == [("memory", "memory.max", "max")]

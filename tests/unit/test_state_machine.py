@@ -18,13 +18,13 @@ def test_transitions() -> None:
     assert Status.STOPPED.can_delete and not Status.RUNNING.can_delete
 
 
-@pytest.mark.parametrize("bad", ["", "a/b", "..", ".", "x" * 1025, "a b", "é"])
+@pytest.mark.parametrize("bad", ["", "a/b", "..", ".", "x" * 250, "a b", "é"])
 def test_bad_ids(bad: str) -> None:
     with pytest.raises(InvalidID):
         check_id(bad)
 
 
-@pytest.mark.parametrize("good", ["a", "A-1_b.c+d", "x" * 1024])
+@pytest.mark.parametrize("good", ["a", "A-1_b.c+d", "x" * 249])
 def test_good_ids(good: str) -> None:
     check_id(good)
 
