@@ -7,6 +7,11 @@ Two operations, each a fresh process of the runtime's CLI, timed from the parent
   run    ``RUNTIME --root R run --bundle B ID`` of a container whose process is /bin/true
   state  ``RUNTIME --root R state ID`` of one container left in the "created" state
 
+ocirt alone is also timed on ``run`` of the same bundle with ocirt's default seccomp profile
+(what ``ocirt spec`` writes), with a cold cache (a new empty OCIRT_CACHE_DIR each time: the
+profile is compiled through libseccomp) and a warm one (the compiled BPF is read back, pyseccomp
+is not imported). ``--no-seccomp`` leaves this out.
+
 The bundle is made here, in a temporary directory: a copy of bundles/busybox/rootfs and that
 bundle's config.json with the process replaced by /bin/true and the network namespace removed
 (an empty network namespace costs the kernel time that says nothing about a runtime). All the
@@ -146,6 +151,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--runtimes",
         default="ocirt,runc,crun",
         help="comma-separated runtimes to compare, of ocirt, runc, crun (default all found)",
+    )
+    parser.add_argument(
+        "--no-seccomp",
+        action="store_true",
+        help="do not time ocirt's run with the default seccomp profile, cold and warm cache",
     )
     parser.add_argument(
         "--keep-unified",
@@ -294,6 +304,68 @@ class Bench:
                     print(f"bench: {rt.name}: cannot delete {container_id}: {err}")
 
 
+def seccomp_bundle(bundle: Path) -> Path:
+    """The benchmark bundle with ocirt's default seccomp profile, beside it."""
+    from ocirt.linux.seccomp import default_profile
+
+    config = json.loads((bundle / "config.json").read_text())
+    config["linux"]["seccomp"] = default_profile()
+    config["root"]["path"] = str(bundle / config["root"]["path"])
+    target = bundle.parent / "bundle-seccomp"
+    target.mkdir()
+    (target / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    return target
+
+
+def time_seccomp_cache(path: str, bundle: Path, workdir: Path, rounds: int
+                       ) -> dict[str, list[float]]:
+    """ocirt ``run`` with the default seccomp profile: a cold cache each time, then a warm one."""
+    root = workdir / "seccomp-state"
+    times: dict[str, list[float]] = {"cold": [], "warm": []}
+    warm_cache = workdir / "seccomp-cache-warm"
+    for n in range(rounds + 1):
+        for kind in ("cold", "warm"):
+            cache = workdir / f"seccomp-cache-cold-{n}" if kind == "cold" else warm_cache
+            env = dict(os.environ, OCIRT_CACHE_DIR=str(cache))
+            container_id = f"bench-{os.getpid()}-seccomp-{kind}-{n}"
+            argv = [path, "--root", str(root), "run", "--bundle", str(bundle), container_id]
+            with tempfile.TemporaryFile() as stderr:  # a file, never a pipe (see Runtime.call)
+                start = time.perf_counter()
+                try:
+                    proc = subprocess.run(argv, stdin=subprocess.DEVNULL,
+                                          stdout=subprocess.DEVNULL, stderr=stderr, env=env,
+                                          timeout=TIMEOUT, check=False)
+                    status = proc.returncode
+                except subprocess.TimeoutExpired:
+                    status = -1
+                elapsed = (time.perf_counter() - start) * 1000
+                subprocess.run([path, "--root", str(root), "delete", "--force", container_id],
+                               capture_output=True, timeout=TIMEOUT, check=False)
+                if status != 0:
+                    stderr.seek(0)
+                    print(f"bench: seccomp {kind} run failed ({status}): "
+                          f"{stderr.read().decode(errors='replace')}")
+                    return times
+            if n > 0:  # round 0 fills the warm cache
+                times[kind].append(elapsed)
+            if kind == "cold":
+                shutil.rmtree(cache, ignore_errors=True)
+    return times
+
+
+def report_seccomp(times: dict[str, list[float]]) -> None:
+    if not times["cold"] or not times["warm"]:
+        return
+    print()
+    print("ocirt run with the default seccomp profile (compiled BPF cache):")
+    print(f"{'cache':10} {'median ms':>10} {'p90 ms':>10} {'n':>4}")
+    for kind in ("cold", "warm"):
+        values = times[kind]
+        print(f"{kind:10} {statistics.median(values):10.1f} {p90(values):10.1f} {len(values):>4}")
+    saved = statistics.median(times["cold"]) - statistics.median(times["warm"])
+    print(f"warm saves {saved:.1f} ms a run (median)")
+
+
 def p90(values: list[float]) -> float:
     if len(values) == 1:
         return values[0]
@@ -364,6 +436,7 @@ def main(argv: Sequence[str]) -> int:
     state_parent = "/run" if os.path.isdir("/run") else None  # where the runtimes keep state
     runtimes: list[Runtime] = []
     bench: Bench | None = None
+    seccomp_times: dict[str, list[float]] = {"cold": [], "warm": []}
     interrupted = False
     with interrupts_as_exceptions():
         try:
@@ -380,6 +453,11 @@ def main(argv: Sequence[str]) -> int:
             )
             bench.prepare()
             bench.rounds(args.warmup, args.rounds)
+            if "ocirt" in paths and not args.no_seccomp:
+                print("bench: ocirt with the default seccomp profile, cold and warm cache",
+                      flush=True)
+                seccomp_times = time_seccomp_cache(paths["ocirt"], seccomp_bundle(bundle),
+                                                   workdir, args.rounds)
         except KeyboardInterrupt:
             interrupted = True
             print("\nbench: interrupted, cleaning up", file=sys.stderr)
@@ -396,6 +474,7 @@ def main(argv: Sequence[str]) -> int:
     if interrupted:
         return 130
     report(runtimes, versions)
+    report_seccomp(seccomp_times)
     return 0
 
 

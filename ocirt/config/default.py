@@ -5,6 +5,9 @@ Differences from ``runc spec`` (runc 1.2):
     console socket or a tty (runc writes true). ``ocirt spec --terminal`` style callers can
     flip it;
   * ``hostname`` is "ocirt";
+  * ``linux.seccomp`` is ocirt's default profile (ocirt/config/seccomp_default.json: an
+    allow-list in the spirit of Docker's, see ``ocirt.linux.seccomp.default_profile``), so a
+    fresh bundle is filtered (runc writes none);
   * the cgroup namespace is always listed (runc adds it only on a cgroup v2 host);
   * ``ociVersion`` is the spec version ocirt implements (``ocirt.OCI_VERSION``).
 
@@ -19,6 +22,7 @@ from __future__ import annotations
 import os
 
 from ocirt import OCI_VERSION
+from ocirt.linux.seccomp import default_profile
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -68,6 +72,7 @@ def default_spec(rootless: bool = False, args: list[str] | None = None) -> dict[
             "namespaces": [{"type": t} for t in NAMESPACES],
             "maskedPaths": list(MASKED_PATHS),
             "readonlyPaths": list(READONLY_PATHS),
+            "seccomp": default_profile(),
         },
     }
     if rootless:

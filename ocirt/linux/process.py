@@ -1,4 +1,4 @@
-"""The container process: environment, program lookup, identity, limits, fds and execve.
+"""The container process: environment, program lookup, identity, limits, fds, seccomp, execve.
 
 ``ProcessSetup`` is built from config.json ``process`` in the parent (so mistakes are found
 before anything is created) and carried out by the init process inside the container, after
@@ -12,17 +12,21 @@ import os
 import resource
 import signal
 import stat
+import struct
 from functools import partial
 
 from ocirt.errors import ConfigError, ExecError, OcirtError
-from ocirt.linux import capabilities
+from ocirt.linux import capabilities, trampoline
 from ocirt.linux import syscalls as sc
 from ocirt.linux.plan import Step
 from ocirt.linux.process_attrs import process_steps
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
+
+    from ocirt.linux.seccomp import SeccompFilter
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -56,7 +60,8 @@ def rlimit_number(name: str, index: int) -> int:
 class ProcessSetup:
     """config.json ``process``, checked and ready to apply."""
 
-    def __init__(self, process: dict[str, Any], preserve_fds: int) -> None:
+    def __init__(self, process: dict[str, Any], preserve_fds: int,
+                 seccomp: dict[str, Any] | None = None) -> None:
         if not process.get("args"):
             raise ConfigError("$.process.args", "must name the program to run")
         user = process.get("user", {})
@@ -75,13 +80,29 @@ class ProcessSetup:
         self.capabilities = capabilities.resolve(caps) if caps is not None else None
         self.capability_names: dict[str, Any] = caps or {}
         self.preserve_fds = preserve_fds
+        # The fds the caller really passed: --preserve-fds must never hand over one of ours.
+        self.inherited = {fd for fd in range(3, 3 + preserve_fds) if _is_open(fd)}
         self.path = ""  # the program, found inside the container
+        self.exec_fd = -1  # the sealed memfd the last execve goes through (see trampoline)
         self.attribute_steps = process_steps(process)  # ioPriority, scheduler
+        self.personality: list[Step] = []  # linux.personality, for exec'd processes
+        # linux.seccomp, compiled (or taken from the cache) now, in the parent; loaded by
+        # ``execute`` just before execve. Without no_new_privs, loading needs CAP_SYS_ADMIN: a
+        # process that will not keep it loads before the identity change, as runc does.
+        self.seccomp: SeccompFilter | None = None
+        self.seccomp_early = False
+        if seccomp is not None:
+            from ocirt.linux.seccomp import SeccompFilter
+
+            self.seccomp = SeccompFilter(seccomp)
+            self.seccomp.prepare()
+            self.seccomp_early = not self.no_new_privileges and not self._keeps_sys_admin()
 
     def steps(self) -> list[Step]:
         """What init does in the container before it waits for ``start``."""
-        steps = [Step(f"find {self.args[0]!r} (PATH={self.env.get('PATH', '')})",
-                      self.find_program)]
+        steps = [Step("put the exec trampoline in a sealed memfd (the program must not find "
+                      "the runtime's binary as /proc/self/exe: CVE-2019-5736)",
+                      self._prepare_trampoline)]
         steps += [Step(f"setrlimit {name} soft={soft} hard={hard}",
                        partial(_setrlimit, name, num, soft, hard))
                   for name, num, soft, hard in self.rlimits]
@@ -89,6 +110,10 @@ class ProcessSetup:
         if self.no_new_privileges:
             steps.append(Step("prctl(PR_SET_NO_NEW_PRIVS, 1)",
                               lambda: sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)))
+        if self.seccomp is not None and self.seccomp_early:
+            steps += self._seccomp_steps("before the identity change: without noNewPrivileges "
+                                         "the process would lose the CAP_SYS_ADMIN it needs",
+                                         self._load_early)
         if self.capabilities is not None:
             steps.append(Step(f"drop bounding set to: "
                               f"{' '.join(self.capability_names.get('bounding', [])) or '(none)'}",
@@ -100,7 +125,40 @@ class ProcessSetup:
             text = "; ".join(capabilities.describe(self.capability_names)[1:])
             steps.append(Step(text, self._apply_caps))
         steps.append(Step(f"chdir {self.cwd}", self.enter_cwd))
+        # Last, as the process will exec: its user, its cwd (a relative path), its PATH.
+        steps.append(Step(f"find {self.args[0]!r} (PATH={self.env.get('PATH', '')})",
+                          self.find_program))
         return steps
+
+    def start_steps(self) -> list[Step]:
+        """What happens on ``start``, after the startContainer hooks (for ``--explain``)."""
+        steps = [Step("signals back to default; umask "
+                      f"{oct(self.umask if self.umask is not None else 0o022)}", _noop)]
+        if self.seccomp is not None and not self.seccomp_early:
+            steps += self._seccomp_steps("the very last step before execve", self.seccomp.load)
+        return [*steps, Step(f"execve {self.args!r} (through the sealed exec trampoline)",
+                             _noop)]
+
+    def _seccomp_steps(self, when: str, action: Callable[[], None]) -> list[Step]:
+        assert self.seccomp is not None
+        lines = self.seccomp.describe()
+        return [Step(f"{lines[0]} ({when})", action),
+                *(Step(line, _noop) for line in lines[1:])]
+
+    def _prepare_trampoline(self) -> None:
+        self.exec_fd = trampoline.prepare()
+
+    def _load_early(self) -> None:
+        """The filter before the identity change; the umask first, which it may refuse."""
+        assert self.seccomp is not None
+        os.umask(self.umask if self.umask is not None else 0o022)
+        self.seccomp.load()
+
+    def _keeps_sys_admin(self) -> bool:
+        """Whether the process still has CAP_SYS_ADMIN (effective) after the identity change."""
+        if self.capabilities is not None:
+            return capabilities.CAP_SYS_ADMIN in self.capabilities["effective"]
+        return self.uid == 0
 
     def _drop_bounding(self) -> None:
         assert self.capabilities is not None
@@ -157,12 +215,24 @@ class ProcessSetup:
                 signal.signal(signum, signal.SIG_DFL)
             except (OSError, ValueError):
                 pass
-        signal.pthread_sigmask(signal.SIG_SETMASK, [])
-        os.umask(self.umask if self.umask is not None else 0o022)
         try:
-            os.execve(self.path, self.args, self.env)
+            signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        except OSError:
+            if not self.seccomp_early:  # else the filter may refuse it: go on, as runc does
+                raise
+        if not self.seccomp_early:  # (an early filter came after the umask, see _load_early)
+            os.umask(self.umask if self.umask is not None else 0o022)
+        _check_interpreter(self.args[0], self.path)
+        if self.seccomp is not None and not self.seccomp_early:
+            self.seccomp.load()  # from here on every syscall meets the filter: execve now
+        try:
+            trampoline.execve(self.exec_fd, self.path, self.args, self.env)
         except OSError as err:
             raise ExecError(f'exec: "{self.args[0]}": {_text(err)}') from err
+
+
+def _noop() -> None:
+    pass
 
 
 def _check_executable(name: str, path: str) -> str:
@@ -173,6 +243,38 @@ def _check_executable(name: str, path: str) -> str:
     if stat.S_ISDIR(st.st_mode) or not os.access(path, os.X_OK, effective_ids=True):
         raise ExecError(f'exec: "{name}": permission denied')
     return path
+
+
+def _check_interpreter(name: str, path: str) -> None:
+    """The errors the final execve would meet for a missing interpreter, found beforehand.
+
+    The trampoline makes that execve in a process that can no longer report to the starter; a
+    ``#!`` line or ELF PT_INTERP naming a missing file is the common case, checked here.
+    """
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4096)
+    except OSError:
+        return
+    interpreter = b""
+    if head.startswith(b"#!"):
+        words = head[2:].split(b"\n", 1)[0].split()
+        interpreter = words[0] if words else b""
+    elif head.startswith(b"\x7fELF") and len(head) >= 64 and head[4] == 2:
+        phoff, = struct.unpack_from("<Q", head, 32)
+        phentsize, phnum = struct.unpack_from("<HH", head, 54)
+        for index in range(phnum):
+            offset = phoff + index * phentsize
+            if offset + 56 > len(head):
+                break
+            p_type, = struct.unpack_from("<I", head, offset)
+            if p_type == 3:  # PT_INTERP
+                start, = struct.unpack_from("<Q", head, offset + 8)  # p_offset
+                size, = struct.unpack_from("<Q", head, offset + 32)  # p_filesz
+                interpreter = head[start:start + size].rstrip(b"\0")
+                break
+    if interpreter and not os.path.exists(os.fsdecode(interpreter)):
+        raise ExecError(f'exec: "{name}": no such file or directory')
 
 
 def _text(err: OSError) -> str:
@@ -203,17 +305,22 @@ def _home_of(uid: int) -> str:
     return "/"
 
 
-def close_extra_fds(preserve_fds: int, keep: set[int]) -> None:
-    """Close every fd the caller handed us except stdio, the preserved ones and ``keep``.
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
 
-    Preserved fds (3 .. 3+N-1) are made inheritable; nothing else survives exec.
-    """
-    first_free = 3 + preserve_fds
+
+def close_extra_fds(inherited: set[int], keep: set[int]) -> None:
+    """Close every fd except stdio, ``keep`` and ``inherited`` (the ones the caller passed
+    with --preserve-fds, made inheritable); nothing else survives exec."""
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
         if fd < 3 or fd in keep:
             continue
-        if fd < first_free:
+        if fd in inherited:
             os.set_inheritable(fd, True)
         else:
             try:

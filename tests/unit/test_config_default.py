@@ -16,6 +16,7 @@ import pytest
 
 from ocirt import OCI_VERSION
 from ocirt.config import default_spec, validate
+from ocirt.linux.seccomp import default_profile
 
 DATA = Path(__file__).parent / "data"
 OFFICIAL = Path(__file__).parents[3] / "shared/oci-runtime-spec/schema"
@@ -34,6 +35,7 @@ def as_ocirt_writes_it(runc: dict[str, Any]) -> dict[str, Any]:
     runc["ociVersion"] = OCI_VERSION
     runc["hostname"] = "ocirt"
     runc["process"]["terminal"] = False
+    runc["linux"]["seccomp"] = default_profile()
     del runc["process"]["capabilities"]["ambient"]
     namespaces = runc["linux"]["namespaces"]
     after_mount = [ns["type"] for ns in namespaces].index("mount") + 1
