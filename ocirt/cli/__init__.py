@@ -27,5 +27,10 @@ def main(argv: list[str] | None = None) -> None:
             raise
         print(f"ocirt: internal error: {type(err).__name__}: {err}", file=sys.stderr)
         code = 1
-    sys.stdout.flush()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
     sys.exit(code)

@@ -21,10 +21,10 @@ from ocirt.container.state import (
     Status,
     Store,
     process_start_time,
-    write_atomic,
+    write_pid_file,
 )
 from ocirt.container.sync import Channel
-from ocirt.errors import OcirtError
+from ocirt.errors import ConfigError, OcirtError
 from ocirt.linux import console, namespaces
 from ocirt.linux import syscalls as sc
 from ocirt.linux.plan import run_all
@@ -43,7 +43,10 @@ def load_plan(container_id: str, bundle: str, options: planning.Options
               ) -> planning.ContainerPlan:
     bundle = os.path.abspath(bundle)
     config = load_config(bundle)
-    return planning.build(container_id, bundle, config, options)
+    try:
+        return planning.build(container_id, bundle, config, options)
+    except ConfigError as err:  # name the file as loading errors do
+        raise ConfigError(err.where, err.what, os.path.join(bundle, "config.json")) from None
 
 
 def check_terminal(plan: planning.ContainerPlan, foreground: bool) -> None:
@@ -77,7 +80,7 @@ def create(store: Store, plan: planning.ContainerPlan, foreground: bool = False)
         store.save(state)  # from now on `delete --force` can undo it, whatever happens to us
         ns_fds = namespaces.open_namespaces(plan.namespaces)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        listener.bind(store.path(plan.container_id, "start.sock"))
+        listener.bind(store.socket_path(plan.container_id, lock))
         listener.listen(1)
         if plan.terminal:
             if plan.options.console_socket:
@@ -120,35 +123,28 @@ def create(store: Store, plan: planning.ContainerPlan, foreground: bool = False)
         state.status = Status.CREATED
         store.save(state)
         if plan.options.pid_file:
-            write_atomic(os.path.abspath(plan.options.pid_file), f"{init_pid}".encode(), 0o644)
+            write_pid_file(plan.options.pid_file, init_pid)
     except BaseException as err:
-        for pid in (init_pid, stage1_pid):
-            if pid:
-                _kill_and_reap(pid)
+        _kill_and_reap(stage1_pid, init_pid)
         if channel is not None:
             channel.close()
         if relay_end is not None:
             relay_end.close()
         try:
             plan.cgroup.destroy()
+        except OcirtError as cleanup_err:  # keep the first error: it is the cause
+            from ocirt import log
+
+            log.current.warning(f"cleaning up after a failed create: {cleanup_err}")
         finally:
             store.remove(plan.container_id)
             lock.release()
         if isinstance(err, hooks.HookError):  # lifecycle steps 3-5: on to 12 and 13
-            _poststop_after_failure(state)
+            hooks.run_hooks_warning(state.config, "poststop", state.hook_document(Status.STOPPED))
         raise
     if relay_end is not None:
         relay_end.close()
     return Created(state=state, plan=plan, channel=channel, lock=lock, terminal=terminal)
-
-
-def _poststop_after_failure(state: ContainerState) -> None:
-    from ocirt import log
-
-    try:
-        hooks.run_hooks(state.config, "poststop", state.hook_document(Status.STOPPED))
-    except hooks.HookError as err:
-        log.current.warning(str(err))
 
 
 def _now() -> str:
@@ -173,15 +169,15 @@ def _reap(pid: int) -> int:
             continue
 
 
-def _kill_and_reap(pid: int) -> None:
-    try:
-        os.kill(pid, 9)
-    except ProcessLookupError:
-        return
-    try:
-        os.waitpid(pid, 0)
-    except ChildProcessError:
-        # Not our child (init after stage-1 exited): wait until it is gone or a zombie.
-        deadline = time.monotonic() + 5
-        while process_start_time(pid) is not None and time.monotonic() < deadline:
-            time.sleep(0.002)
+def _kill_and_reap(stage1_pid: int, init_pid: int) -> None:
+    """Kill both children; once stage-1 is reaped, init is our child too (we are a
+    subreaper), so it can be reaped, which takes it out of its cgroups."""
+    for pid in (init_pid, stage1_pid):
+        if pid:
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+    for pid in (stage1_pid, init_pid):
+        if pid:
+            _reap(pid)

@@ -33,11 +33,12 @@ def delete(store: Store, container_id: str, force: bool = False) -> None:
                 return
             raise
         status = state.current_status()
-        if status is not Status.STOPPED:
-            if not force:
-                raise StateError(f"cannot delete container {container_id} that is "
-                                 f"{status.value}: stop it first or use --force")
-            stop(state)
+        if status is not Status.STOPPED and not force:
+            raise StateError(f"cannot delete container {container_id} that is "
+                             f"{status.value}: stop it first or use --force")
+        # Even a stopped container may have left processes in its cgroup (no pid namespace):
+        # they go too, as with runc.
+        stop(state)
         destroy(store, state)
 
 
@@ -52,6 +53,8 @@ def stop(state: ContainerState) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+    if manager and pids:
+        manager.thaw_if_frozen()  # a paused (v1-frozen) container dies only once thawed
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         alive = state.current_status() is not Status.STOPPED or (manager and manager.pids())
@@ -73,10 +76,4 @@ def destroy(store: Store, state: ContainerState) -> None:
     if state.cgroup:
         cgroups.Manager.from_state(state.cgroup).destroy()
     store.remove(state.id)
-    if hooks.hooks_of(state.config, "poststop"):
-        from ocirt import log
-
-        try:
-            hooks.run_hooks(state.config, "poststop", state.hook_document(Status.STOPPED))
-        except hooks.HookError as err:
-            log.current.warning(str(err))
+    hooks.run_hooks_warning(state.config, "poststop", state.hook_document(Status.STOPPED))

@@ -24,12 +24,13 @@ import json
 import os
 import socket
 
-from ocirt.container.state import Status, Store, write_atomic
+from ocirt.container.state import Status, Store, write_pid_file
 from ocirt.container.sync import Channel, child_failed
 from ocirt.errors import ConfigError, OcirtError, StateError
 from ocirt.linux import cgroups, console, namespaces
 from ocirt.linux import syscalls as sc
 from ocirt.linux.process import ProcessSetup, close_extra_fds
+from ocirt.linux.process_attrs import personality_steps
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -98,11 +99,14 @@ def exec_process(store: Store, container_id: str, process: dict[str, Any],
                          "socket")
     if not terminal and options.console_socket:
         raise OcirtError("cannot use console socket if ocirt will not detach or allocate tty")
-    setup = ProcessSetup(process, options.preserve_fds)
     sc.prctl(sc.PR_SET_DUMPABLE, 0)
     sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
     with store.lock(container_id):
         state = store.load(container_id)
+        # The container's seccomp filter applies to every process in it.
+        linux = state.config.get("linux") or {}
+        setup = ProcessSetup(process, options.preserve_fds, seccomp=linux.get("seccomp"))
+        setup.personality = personality_steps(linux)  # as runc: exec'd processes too
         status = state.current_status()
         if status not in (Status.CREATED, Status.RUNNING):
             raise StateError(f"cannot exec in a container that is {status.value}")
@@ -144,7 +148,7 @@ def exec_process(store: Store, container_id: str, process: dict[str, Any],
             if relay_end is not None:
                 relay_end.close()
         if options.pid_file:
-            write_atomic(os.path.abspath(options.pid_file), str(pid).encode(), 0o644)
+            write_pid_file(options.pid_file, pid)
     if options.detach:
         return 0
     from ocirt.container.run import wait_for_exit
@@ -179,6 +183,11 @@ def _stage1(setup: ProcessSetup, channel: Channel, ns_fds: list[tuple[str, int]]
             console_sock: socket.socket | None, process: dict[str, Any], debug: bool) -> None:
     try:
         sc.prctl(sc.PR_SET_DUMPABLE, 0)
+        if process.get("oomScoreAdj") is not None:  # through the host's /proc, inherited
+            with open("/proc/self/oom_score_adj", "w") as handle:
+                handle.write(str(process["oomScoreAdj"]))
+        if setup.seccomp is not None:
+            setup.seccomp.connect_listener()  # listenerPath is a host path
         namespaces.join(ns_fds, only={"user"})
         if any(kind == "user" for kind, _ in ns_fds):
             os.setresgid(0, 0, 0)
@@ -202,11 +211,11 @@ def _process(setup: ProcessSetup, channel: Channel, console_sock: socket.socket 
         keep = {channel.fileno()}
         if console_sock is not None:
             keep.add(console_sock.fileno())
-        close_extra_fds(setup.preserve_fds, keep)
+        close_extra_fds(setup.inherited, keep)
         if console_sock is not None:
             os.setsid()
             console.take_terminal(console_sock, process.get("consoleSize"), console=False)
-        for step in setup.steps():
+        for step in setup.personality + setup.steps():
             step.run()
         setup.execute()
     except BaseException as err:

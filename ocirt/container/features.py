@@ -52,8 +52,8 @@ def features() -> dict[str, Any]:
         "ociVersionMin": OCI_VERSION_MIN,
         "ociVersionMax": OCI_VERSION,
         "hooks": list(KINDS),
-        "mountOptions": sorted(set(rootfs.MOUNT_FLAGS) | set(rootfs.PROPAGATION)
-                               | set(rootfs.RECURSIVE) | set(rootfs.RECURSIVE_ATIME)),
+        "mountOptions": sorted({*rootfs.MOUNT_FLAGS, *rootfs.PROPAGATION, *rootfs.RECURSIVE,
+                                *rootfs.RECURSIVE_ATIME, "tmpcopyup"}),
         "linux": {
             "namespaces": list(namespaces.NAMESPACES),
             "capabilities": _capabilities(),

@@ -55,6 +55,19 @@ def run_hooks(config: dict[str, Any], kind: str, state: dict[str, Any]) -> None:
         run_hook(hook, data, f"{kind} hook #{index} ({hook['path']})")
 
 
+def run_hooks_warning(config: dict[str, Any], kind: str, state: dict[str, Any]) -> None:
+    """Run every hook of ``kind``; a failure is a warning and the next hook still runs
+    (poststop: "the remaining hooks and lifecycle continue as if the hook had succeeded")."""
+    from ocirt import log
+
+    data = json.dumps(state).encode()
+    for index, hook in enumerate(hooks_of(config, kind)):
+        try:
+            run_hook(hook, data, f"{kind} hook #{index} ({hook['path']})")
+        except HookError as err:
+            log.current.warning(str(err))
+
+
 def run_hook(hook: dict[str, Any], state: bytes, name: str) -> None:
     args = hook.get("args") or [hook["path"]]
     env = hook.get("env") or []

@@ -28,6 +28,8 @@ def stage1(plan: ContainerPlan, channel: Channel, ns_fds: list[tuple[str, int]],
            listener: socket.socket | None) -> None:
     try:
         sc.prctl(sc.PR_SET_DUMPABLE, 0)
+        if plan.process.seccomp is not None:  # listenerPath is a host path: connect from here
+            plan.process.seccomp.connect_listener()
         ns = plan.namespaces
         namespaces.join(ns_fds, only={"user"})
         if ns.new_user:
@@ -71,11 +73,18 @@ def init(plan: ContainerPlan, channel: Channel, listener: socket.socket | None) 
         if not plan.options.no_new_keyring:
             sc.join_session_keyring(f"_ses.{plan.container_id}")
         keep = {channel.fileno()} | ({listener.fileno()} if listener else set())
+        seccomp = plan.process.seccomp
+        if seccomp is not None and seccomp.listener is not None:
+            keep.add(seccomp.listener.fileno())
+            # The state sent with the notify fd: the pid as the runtime sees it, read from the
+            # host's /proc while it is still mounted here.
+            seccomp.state = {**_state(plan, "creating" if plan.process.seccomp_early
+                                      else "created"), "pid": int(os.readlink("/proc/self"))}
         if plan.console_sock is not None:
             keep.add(plan.console_sock.fileno())
         from ocirt.linux.process import close_extra_fds
 
-        close_extra_fds(plan.options.preserve_fds, keep)
+        close_extra_fds(plan.process.inherited, keep)
         if plan.oom_score_adj is not None:
             with open("/proc/self/oom_score_adj", "w") as handle:
                 handle.write(str(plan.oom_score_adj))

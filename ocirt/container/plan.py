@@ -59,7 +59,7 @@ class ContainerPlan:
             ("mounts (init, in the new mount namespace)", self.mount_steps),
             ("root (init)", self.root_steps),
             ("process (init, before it waits for start)", self.process.steps()),
-            ("on start (init)", [Step(f"execve {self.process.args!r}", _noop)]),
+            ("on start (init, after the startContainer hooks)", self.process.start_steps()),
         ]
         lines = [f"plan for container {self.container_id} (bundle {self.bundle})"]
         for title, steps in sections:
@@ -112,12 +112,13 @@ def build(container_id: str, bundle: str, config: dict[str, Any], options: Optio
         raise UnsupportedError("linux.namespaces has no mount namespace: ocirt will not set up "
                                "a rootfs in the host's own mount namespace")
     for key, kind in (("hostname", "uts"), ("domainname", "uts")):
-        if config.get(key) and "uts" not in ns.create:
-            raise ConfigError(f"$.{key}", f"setting the {key} needs a new {kind} namespace")
+        if config.get(key) and not ns.has("uts"):
+            raise ConfigError(f"$.{key}", f"setting the {key} needs a {kind} namespace (a new "
+                              "one, or one joined by path)")
 
     manager = cgroups.Manager(cgroups.discover(),
                               cgroups.resolve_path(linux.get("cgroupsPath"), container_id))
-    cgroup_steps = manager.steps(linux.get("resources") or {})
+    cgroup_steps = manager.steps(linux.get("resources") or {}, linux.get("devices") or [])
 
     ctx = rootfs.RootContext(os.path.realpath(rootfs_path))
     mount_steps = rootfs.prepare_steps(ctx, linux.get("rootfsPropagation"))
@@ -133,7 +134,7 @@ def build(container_id: str, bundle: str, config: dict[str, Any], options: Optio
     mount_steps += devices.device_steps(ctx, devices.devices_from_config(linux),
                                         bind_from_host=ns.has("user"), has_devpts=has_devpts)
 
-    setup = ProcessSetup(process, options.preserve_fds)
+    setup = ProcessSetup(process, options.preserve_fds, seccomp=linux.get("seccomp"))
     cwd = setup.cwd
     mount_steps.append(Step(f"mkdir -p {cwd} (process.cwd, inside the rootfs)",
                             lambda: os.close(ctx.target(cwd, "dir"))))

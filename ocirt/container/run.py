@@ -17,7 +17,6 @@ from ocirt.container import delete as deleting
 from ocirt.container.plan import ContainerPlan
 from ocirt.container.start import started
 from ocirt.container.state import Status, Store
-from ocirt.errors import OcirtError
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
              signal.SIGUSR2, signal.SIGWINCH, signal.SIGCONT)
@@ -37,12 +36,7 @@ def run(store: Store, plan: ContainerPlan, detach: bool = False, keep: bool = Fa
         created.channel.send("start")
         reply = created.channel.recv()  # end-of-file once the program is exec'd
         created.channel.close()
-        try:
-            started(store, state, reply)
-        except OcirtError:
-            deleting.stop(state)
-            deleting.destroy(store, state)
-            raise
+        started(store, state, reply)  # on failure the container is already gone
         created.lock.release()
         status = wait_for_exit(state.pid, created.terminal)
     finally:

@@ -4,7 +4,6 @@ after the poststart hooks."""
 from __future__ import annotations
 
 import os
-import signal
 import socket
 
 from ocirt.container import hooks
@@ -14,18 +13,19 @@ from ocirt.errors import OcirtError, StateError
 
 
 def start(store: Store, container_id: str) -> None:
-    with store.lock(container_id):
+    with store.lock(container_id) as lock:
         state = store.load(container_id)
         status = state.current_status()
         if not status.can_start:
             raise StateError(f"cannot start a container that is {status.value}")
-        path = store.path(container_id, "start.sock")
+        path = store.socket_path(container_id, lock)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             sock.connect(path)
         except OSError as err:
             sock.close()
-            raise OcirtError(f"cannot reach the container's init ({path}): {err.strerror}"
+            raise OcirtError(f"cannot reach the container's init "
+                             f"({store.path(container_id, 'start.sock')}): {err.strerror}"
                              ) from err
         channel = Channel(sock)
         try:
@@ -39,24 +39,23 @@ def start(store: Store, container_id: str) -> None:
 def started(store: Store, state: ContainerState, reply: dict[str, object] | None) -> None:
     """After init answered ``start``: record the outcome and run the poststart hooks.
 
-    A poststart hook that fails stops the container and fails the operation (runtime.md,
-    lifecycle step 9).
+    If the program could not start (a startContainer hook or the exec failed) or a poststart
+    hook fails, the container is stopped and destroyed, poststop hooks included, and the
+    operation fails (runtime.md, lifecycle steps 7 and 9, then 12 and 13).
     """
     try:
         os.unlink(store.path(state.id, "start.sock"))
     except FileNotFoundError:
         pass
-    if reply is not None and reply.get("type") == "error":
-        state.status = Status.STOPPED
-        store.save(state)
-        raise OcirtError(str(reply["msg"]))
-    state.status = Status.RUNNING
-    store.save(state)
     try:
+        if reply is not None and reply.get("type") == "error":
+            raise OcirtError(str(reply["msg"]))
+        state.status = Status.RUNNING
+        store.save(state)
         hooks.run_hooks(state.config, "poststart", state.hook_document(Status.RUNNING))
-    except hooks.HookError:
-        try:
-            os.kill(state.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    except OcirtError:
+        from ocirt.container import delete
+
+        delete.stop(state)
+        delete.destroy(store, state)
         raise

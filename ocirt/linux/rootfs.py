@@ -80,6 +80,7 @@ class MountOptions:
         self.data: list[str] = []
         self.attr_set = 0  # recursive attributes, applied with mount_setattr
         self.attr_clr = 0
+        self.copy_up = False  # tmpcopyup: the tmpfs starts with what the directory held
 
     @property
     def is_bind(self) -> bool:
@@ -95,6 +96,8 @@ def parse_options(options: list[str]) -> MountOptions:
             result.flags = result.flags & ~flag if clear else result.flags | flag
         elif option in PROPAGATION:
             result.propagation.append(PROPAGATION[option])
+        elif option == "tmpcopyup":
+            result.copy_up = True
         elif option in RECURSIVE:
             clear, attr = RECURSIVE[option]
             if clear:
@@ -260,6 +263,8 @@ def _do_mount(ctx: RootContext, source: str | None, destination: str, fstype: st
                 os.close(fd)
                 fd = ctx.target(destination, None)
                 remount_bind(fd_path(fd), extra)
+        elif options.copy_up:
+            _mount_copy_up(ctx, destination, fd, source or fstype or "none", fstype, flags, data)
         else:
             sc.mount(source or fstype or "none", target, fstype, flags, data)
         if options.propagation or options.attr_set or options.attr_clr:
@@ -275,13 +280,39 @@ def _do_mount(ctx: RootContext, source: str | None, destination: str, fstype: st
         os.close(fd)
 
 
+def _mount_copy_up(ctx: RootContext, destination: str, fd: int, source: str,
+                   fstype: str | None, flags: int, data: str | None) -> None:
+    """Mount a tmpfs over a directory, then copy the directory's old content into it (the
+    ``tmpcopyup`` option podman adds to --tmpfs and --read-only mounts)."""
+    import shutil
+
+    old = os.open(fd_path(fd), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        # Writable while we copy: a read-only copy-up tmpfs is made read-only afterwards.
+        sc.mount(source, fd_path(fd), fstype, flags & ~sc.MS_RDONLY, data)
+        new = ctx.target(destination, None)
+        try:
+            st = os.fstat(old)
+            os.chown(fd_path(new), st.st_uid, st.st_gid)
+            os.chmod(fd_path(new), st.st_mode & 0o7777)
+            shutil.copytree(fd_path(old), fd_path(new), symlinks=True, dirs_exist_ok=True)
+            if flags & sc.MS_RDONLY:
+                sc.mount(None, fd_path(new), None, sc.MS_REMOUNT | flags)
+        finally:
+            os.close(new)
+    except OSError as err:
+        raise OcirtError(f"tmpcopyup of {destination!r}: {err.strerror or err}") from err
+    finally:
+        os.close(old)
+
+
 def prepare_steps(ctx: RootContext, propagation: str | None) -> list[Step]:
     """Cut the mount namespace off from the host, then make the rootfs a mount point."""
-    flag = PROPAGATION[propagation] | sc.MS_REC if propagation else sc.MS_SLAVE | sc.MS_REC
-    name = propagation or "rslave"
+    # Always rslave first: pivot_root refuses a shared root, and an unbindable one cannot be
+    # bound; linux.rootfsPropagation is applied to the new root after pivot_root (as runc).
     return [
-        Step(f"mount --make-{name} / (nothing propagates back to the host)",
-             lambda: sc.mount(None, "/", None, flag)),
+        Step("mount --make-rslave / (nothing propagates back to the host)",
+             lambda: sc.mount(None, "/", None, sc.MS_SLAVE | sc.MS_REC)),
         Step(f"mount --rbind {ctx.rootfs} {ctx.rootfs} (rootfs becomes a mount point)",
              lambda: sc.mount(ctx.rootfs, ctx.rootfs, None, sc.MS_BIND | sc.MS_REC)),
     ]
@@ -320,9 +351,10 @@ def finish_steps(readonly: bool, masked: list[str], readonly_paths: list[str],
                    partial(_readonly, path)) for path in readonly_paths]
     if readonly:
         steps.append(Step("remount / read-only", lambda: remount_bind("/", sc.MS_RDONLY)))
-    if propagation in ("shared", "rshared"):
-        steps.append(Step(f"mount --make-{propagation} /",
-                          lambda: sc.mount(None, "/", None, PROPAGATION[propagation or ""])))
+    if propagation:
+        flag = PROPAGATION[propagation] | sc.MS_REC
+        steps.append(Step(f"mount --make-r{propagation.lstrip('r')} / (linux.rootfsPropagation)",
+                          lambda: sc.mount(None, "/", None, flag)))
     return steps
 
 

@@ -39,13 +39,29 @@ def steps(sysctl: dict[str, str], ns: NamespacePlan) -> list[Step]:
         if kind is None:
             raise ConfigError(where, f"sysctl {key!r} is not in a separate kernel namespace "
                               "(it would change the host)")
-        if kind not in ns.create:
-            raise ConfigError(where, f"sysctl {key!r} needs a new {kind} namespace")
+        if kind not in ns.create and not _joined_other_than_ours(ns, kind):
+            raise ConfigError(where, f"sysctl {key!r} needs a {kind} namespace of the "
+                              "container's own (new, or joined by path: not the host's)")
         if "/" in key or ".." in key.split("."):
             raise ConfigError(where, f"invalid sysctl key {key!r}")
         path = "/proc/sys/" + key.replace(".", "/")
         result.append(Step(f"write {value!r} to {path}", partial(_write, path, value, key)))
     return result
+
+
+def _joined_other_than_ours(ns: NamespacePlan, kind: str) -> bool:
+    """A namespace joined by path counts if it is not the runtime's own (a pod's netns)."""
+    import os
+
+    from ocirt.linux.namespaces import NAMESPACES
+
+    path = ns.join.get(kind)
+    if not path:
+        return False
+    try:
+        return os.stat(path).st_ino != os.stat(f"/proc/self/ns/{NAMESPACES[kind][1]}").st_ino
+    except OSError:
+        return False
 
 
 def _write(path: str, value: str, key: str) -> None:
