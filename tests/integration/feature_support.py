@@ -1,0 +1,436 @@
+"""Helpers shared by the per-feature integration tests (exec, terminal, hooks, userns, ...).
+
+``support`` and ``conftest`` give the runtime under test, configs and the host checks; this
+module adds what several feature files need on top: a container that runs, namespace and
+/proc/<pid>/status readings from outside, a subreaper caller, a console-socket listener and a
+pseudo-terminal driver.
+"""
+
+from __future__ import annotations
+
+import array
+import ctypes
+import json
+import os
+import pty
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from .support import parse_mountinfo_text, wait_for
+
+# OCI namespace type -> name under /proc/<pid>/ns
+NS_NAMES = {"pid": "pid", "mount": "mnt", "network": "net", "ipc": "ipc", "uts": "uts",
+            "cgroup": "cgroup", "user": "user", "time": "time"}
+
+
+# --- containers -------------------------------------------------------------------------------
+
+def run_ok(rt, bundle, config, *options, name="bundle"):
+    """``run`` in the foreground; the container's stdout."""
+    cid = rt.new_id()
+    result = rt("run", *options, "--bundle", str(bundle(config, name)), cid)
+    assert result.returncode == 0, result
+    return result.stdout
+
+
+def started(rt, bundle, config, name="bundle", *options):
+    """create + start a container (meant to keep running): (id, host pid of its process)."""
+    cid = rt.new_id(name[:8])
+    rt.ok("create", "--bundle", str(bundle(config, name)), *options, cid)
+    rt.ok("start", cid)
+    state = rt.state(cid)
+    assert state["status"] == "running", state
+    return cid, state["pid"]
+
+
+def with_namespaces(config, kinds, joins=None):
+    """Replace linux.namespaces: new ones of ``kinds``, joined ones from ``joins``."""
+    config["linux"]["namespaces"] = [{"type": kind} for kind in kinds]
+    for kind, path in (joins or {}).items():
+        config["linux"]["namespaces"].append({"type": kind, "path": path})
+    if "uts" not in kinds:
+        config.pop("hostname", None)
+    return config
+
+
+def with_userns(config, uid_maps=((0, 100000, 65536),), gid_maps=None):
+    """Add a new user namespace with these (containerID, hostID, size) ranges."""
+    def ranges(maps):
+        return [{"containerID": c, "hostID": h, "size": s} for c, h, s in maps]
+
+    config["linux"]["namespaces"].append({"type": "user"})
+    config["linux"]["uidMappings"] = ranges(uid_maps)
+    config["linux"]["gidMappings"] = ranges(gid_maps if gid_maps is not None else uid_maps)
+    return config
+
+
+@pytest.fixture(scope="session")
+def open_rootfs(rootfs):
+    """The shared rootfs copied where every user may pass: in a user namespace the container's
+    root is an unprivileged host uid, which must reach the rootfs (and any bind source)."""
+    top = Path(tempfile.mkdtemp(prefix="ocirt-it-open-"))
+    top.chmod(0o755)
+    path = top / "rootfs"
+    subprocess.run(["cp", "-a", str(rootfs), str(path)], check=True)
+    (path / "mnt" / "file").touch()  # a mount point for a bind-mounted file
+    yield path
+    shutil.rmtree(top, ignore_errors=True)
+
+
+@pytest.fixture
+def open_out():
+    """A directory for /out that a user namespace's root can reach (mode 0777, under /tmp)."""
+    path = Path(tempfile.mkdtemp(prefix="ocirt-it-out-"))
+    path.chmod(0o777)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def userns_config(make_config, open_rootfs, open_out, args, uid_maps=((0, 100000, 65536),),
+                  gid_maps=None, **overrides):
+    """A config with a new user namespace, the ``open_rootfs`` and ``open_out`` on /out."""
+    from .support import bind_mount
+
+    config = make_config(args, out=False, rootfs_path=open_rootfs, **overrides)
+    config["mounts"].append(bind_mount(open_out, "/out"))
+    return with_userns(config, uid_maps, gid_maps)
+
+
+# --- the host's view of a process -------------------------------------------------------------
+
+def ns_links(pid):
+    """Every namespace of ``pid`` the kernel has: name -> inode."""
+    return {name: os.stat(f"/proc/{pid}/ns/{name}").st_ino
+            for name in NS_NAMES.values() if os.path.exists(f"/proc/{pid}/ns/{name}")}
+
+
+def status_fields(text):
+    """/proc/<pid>/status text -> key -> list of words."""
+    fields = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        fields[key] = value.split()
+    return fields
+
+
+def status_of(pid):
+    return status_fields(Path(f"/proc/{pid}/status").read_text())
+
+
+def id_map(pid, name):
+    """/proc/<pid>/uid_map (or gid_map) as a list of (inside, outside, size)."""
+    lines = Path(f"/proc/{pid}/{name}").read_text().splitlines()
+    return [tuple(int(word) for word in line.split()) for line in lines]
+
+
+def limits_of(pid):
+    """/proc/<pid>/limits -> name ("Max open files") -> (soft, hard) as text."""
+    result = {}
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines()[1:]:
+        name = line[:26].strip()
+        soft, hard = line[26:].split()[:2]
+        result[name] = (soft, hard)
+    return result
+
+
+def host_mountinfo_of(pid):
+    """The mount table of ``pid`` read from outside, paths as the process sees them."""
+    return parse_mountinfo_text(Path(f"/proc/{pid}/mountinfo").read_text())
+
+
+def mounts_under(*paths):
+    """The host's mount points at or below any of ``paths``: what a test may compare before
+    and after without other tests' mounts elsewhere on the host getting in the way."""
+    from .support import mount_points
+
+    tops = [str(path).rstrip("/") for path in paths]
+    return sorted(point for point in mount_points()
+                  if any(point == top or point.startswith(top + "/") for top in tops))
+
+
+_IOPRIO_GET = 252  # x86_64
+_IOPRIO_WHO_PROCESS = 1
+
+
+def ioprio_get(pid):
+    """(class, level) of ``pid``'s I/O priority, as ioprio_get(2) reports it."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    value = libc.syscall(_IOPRIO_GET, _IOPRIO_WHO_PROCESS, pid)
+    if value < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return value >> 13, value & 0x1FFF
+
+
+class Background:
+    """Runtime calls left running in the background (``exec`` in the foreground of a runtime
+    that waits for its process, which it also reaps). ``stop`` kills what is left."""
+
+    def __init__(self, rt):
+        self.rt = rt
+        self.procs = []
+
+    def exec(self, cid, tmp_path, *args, options=()):
+        """``exec --pid-file`` of ``args`` (a sleeper by default) in the background: the host
+        pid of the new process, once it runs."""
+        pid_file = tmp_path / f"exec-{len(self.procs)}.pid"
+        log = tmp_path / f"exec-{len(self.procs)}.log"
+        argv = self.rt.argv("exec", "--pid-file", str(pid_file), *options, cid,
+                            *(args or ("sleep", "100")))
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                    env=self.rt.env)
+        self.procs.append((proc, pid_file))
+
+        def pid_or_exit():
+            if proc.poll() is not None:
+                pytest.fail(f"{argv} exited ({proc.returncode}): {log.read_text()}")
+            text = pid_file.read_text().strip() if pid_file.exists() else ""
+            return int(text) if text else None
+
+        return wait_for(pid_or_exit, what="the exec'd process's pid file")
+
+    def stop(self):
+        for proc, pid_file in self.procs:
+            if proc.poll() is None:
+                try:
+                    os.kill(int(pid_file.read_text()), signal.SIGKILL)
+                except (OSError, ValueError):
+                    pass
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+@pytest.fixture
+def background(rt):
+    keeper = Background(rt)
+    yield keeper
+    keeper.stop()
+
+
+def unquote(text):
+    """runc logs through logrus, which escapes quotes: exec: \\"x\\" -> exec: "x"."""
+    return text.replace('\\"', '"')
+
+
+# --- a subreaper caller -----------------------------------------------------------------------
+
+_SUBREAPER = r"""
+import ctypes, json, os, subprocess, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+assert libc.prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+argv, pid_file, log, signum = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
+with open(log, "wb") as out:
+    rc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out).returncode
+result = {"rc": rc, "me": os.getpid()}
+if rc == 0:
+    pid = int(open(pid_file).read())
+    status = dict(line.split(":", 1) for line in open(f"/proc/{pid}/status"))
+    result.update(pid=pid, ppid=int(status["PPid"]), nspid=status["NSpid"].split(),
+                  ns={n: os.stat(f"/proc/{pid}/ns/{n}").st_ino
+                      for n in os.listdir(f"/proc/{pid}/ns") if not n.endswith("_for_children")},
+                  cgroup=open(f"/proc/{pid}/cgroup").read())
+    open(pid_file + ".seen", "w").close()  # the test may now let the process end
+    if signum:  # once the process has its handler (SigCgt), the signal lets it exit
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            caught = dict(line.split(":", 1) for line in open(f"/proc/{pid}/status"))["SigCgt"]
+            if int(caught, 16) & (1 << (signum - 1)):
+                break
+            time.sleep(0.01)
+        os.kill(pid, signum)
+    _, wstatus = os.waitpid(pid, 0)  # ours to reap: ECHILD if it were not our child
+    result["exit"] = os.waitstatus_to_exitcode(wstatus)
+print(json.dumps(result))
+"""
+
+
+class SubreaperCall:
+    """``argv`` (a runtime call that detaches a process and writes ``pid_file``) run by a child
+    that is a subreaper: it checks it became the process's parent, optionally sends it
+    ``signum``, and reaps it. ``finish`` returns {"rc", "me", "pid", "ppid", "nspid", "ns",
+    "cgroup", "exit"} (read while the process ran) and the runtime's output. ``seen`` tells
+    when those readings are taken and the process may end."""
+
+    def __init__(self, argv, pid_file, env, tmp_path, signum=0):
+        self.log = tmp_path / "subreaper.log"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _SUBREAPER, json.dumps(argv), str(pid_file), str(self.log),
+             str(signum)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, env=env)
+        self.seen_file = Path(f"{pid_file}.seen")
+
+    def seen(self):
+        """Wait until the subreaper has read what it reports about the process."""
+        wait_for(lambda: self.seen_file.exists() or self.proc.poll() is not None,
+                 what="the subreaper to look at the process")
+
+    def finish(self, timeout=10):
+        try:
+            out, err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.communicate()
+            raise
+        assert self.proc.returncode == 0, (out, err)
+        return json.loads(out), self.log.read_text()
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()
+
+
+def run_as_subreaper(argv, pid_file, env, tmp_path, signum=signal.SIGUSR1):
+    call = SubreaperCall(argv, pid_file, env, tmp_path, signum)
+    try:
+        return call.finish()
+    finally:
+        call.close()
+
+
+# --- terminals --------------------------------------------------------------------------------
+
+class ConsoleListener:
+    """A ``--console-socket``: a unix socket whose first connection hands over a pty master.
+
+    The runtime connects and sends during ``create``/``exec``; the kernel queues the connection
+    and the message until ``receive`` accepts it, so no thread is needed.
+    """
+
+    def __init__(self):
+        # Short: the path of a unix socket may not exceed 107 bytes.
+        self.directory = tempfile.mkdtemp(prefix="ocirt-cs-")
+        self.path = os.path.join(self.directory, "console.sock")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(self.path)
+        self.sock.listen(4)
+        self.masters = []
+
+    def receive(self, timeout=3.0):
+        self.sock.settimeout(timeout)
+        conn, _ = self.sock.accept()
+        with conn:
+            conn.settimeout(timeout)
+            fds = array.array("i")
+            _, ancdata, _, _ = conn.recvmsg(4096, socket.CMSG_SPACE(fds.itemsize))
+        for level, kind, data in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.frombytes(data[:fds.itemsize])
+                self.masters.append(fds[0])
+                return fds[0]
+        raise AssertionError("the console socket received no file descriptor")
+
+    def close(self):
+        for fd in self.masters:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.sock.close()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def read_until(fd, marker, timeout=3.0):
+    """Read from a pty master until ``marker`` (bytes) shows up, or EOF/EIO; all of it."""
+    data = b""
+    deadline = time.monotonic() + timeout
+    while marker is None or marker not in data:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            pytest.fail(f"timed out waiting for {marker!r}; got {data!r}")
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # EIO: every slave fd is closed
+            chunk = b""
+        if not chunk:
+            if marker is not None:
+                pytest.fail(f"end of terminal before {marker!r}; got {data!r}")
+            break
+        data += chunk
+    return data
+
+
+def read_to_end(fd, timeout=3.0):
+    return read_until(fd, None, timeout)
+
+
+class UnderPty:
+    """``argv`` run with a new pseudo-terminal as its stdin, stdout, stderr and controlling
+    terminal (pty.fork), as a user at a terminal would run it."""
+
+    def __init__(self, argv, env, rows=24, cols=80):
+        self.pid, self.master = pty.fork()
+        if self.pid == 0:
+            try:
+                import fcntl
+                import struct
+                import termios
+
+                fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+                os.execvpe(argv[0], argv, env)
+            finally:
+                os._exit(127)
+        self.status = None
+
+    def send(self, data):
+        os.write(self.master, data)
+
+    def wait(self, timeout=5.0):
+        """The exit status; the output left on the terminal is read (and returned) first."""
+        rest = read_to_end(self.master, timeout)
+        deadline = time.monotonic() + timeout
+        while self.status is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.status = os.waitstatus_to_exitcode(status)
+            elif time.monotonic() > deadline:
+                pytest.fail("the process under the pty did not exit")
+            else:
+                time.sleep(0.01)
+        return self.status, rest
+
+    def close(self):
+        if self.status is None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+                os.waitpid(self.pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+        try:
+            os.close(self.master)
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def wait_gone(pid, timeout=3.0):
+    from .support import pid_alive
+
+    wait_for(lambda: not pid_alive(pid), timeout, what=f"process {pid} to exit")
