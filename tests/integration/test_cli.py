@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import subprocess
 import tempfile
@@ -131,6 +132,20 @@ def test_spec_writes_a_runnable_config(rt, tmp_path, rootfs):
     (path / "config.json").write_text("{}")
     rt.fails("spec", "--bundle", str(path))
     assert (path / "config.json").read_text() == "{}"
+
+
+@requires_ocirt  # runc's spec asks for a terminal, so it does not run without one
+@pytest.mark.parametrize("rootless", [False, True], ids=["default", "rootless"])
+def test_spec_runs_as_is(rt, tmp_path, rootfs, rootless):
+    """What `spec` writes runs unchanged on this machine (with a rootfs beside it)."""
+    path = tmp_path / "asis"
+    path.mkdir()
+    rt.ok("spec", "--bundle", str(path), *(["--rootless"] if rootless else []))
+    os.symlink(rootfs, path / "rootfs")
+    cid = rt.new_id()
+    result = rt("run", "--bundle", str(path), cid)  # `sh` with stdin at /dev/null: exits 0
+    assert result.returncode == 0, result
+    assert not rt.state_dir(cid).exists()
 
 
 # --- two commands on one ID at once -------------------------------------------------------------
