@@ -19,6 +19,7 @@ import os
 import sys
 import zlib
 
+from ocirt.cache import read_trusted, write_atomic
 from ocirt.errors import ConfigError, OcirtError
 
 TYPE_CHECKING = False
@@ -151,48 +152,21 @@ def _sha256() -> Any:
 
 
 def _load_code(path: str) -> CodeType | None:
-    """The cached code object, if the file is ours (owner, not group/world writable)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-    except OSError:
+    """The cached code object, if the file is safely ours (see ``ocirt.cache``)."""
+    data = read_trusted(path)
+    if data is None:
         return None
     try:
-        st = os.fstat(fd)
-        if st.st_uid != os.geteuid() or st.st_mode & 0o022:
-            return None
-        chunks = []
-        while chunk := os.read(fd, max(st.st_size, 65536)):
-            chunks.append(chunk)
-        code = marshal.loads(b"".join(chunks))
-    except (OSError, EOFError, ValueError, TypeError):
+        code = marshal.loads(data)
+    except (EOFError, ValueError, TypeError):
         return None
-    finally:
-        os.close(fd)
     return code if isinstance(code, type(_load_code.__code__)) else None
 
 
 def _store_code(path: str, code: CodeType) -> None:
     """Write the cache atomically (temp file + rename); failing to is not an error."""
-    directory = os.path.dirname(path)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        os.makedirs(directory, mode=0o755, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-        try:
-            data = marshal.dumps(code)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except OSError:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        return
-    _remove_stale(directory, os.path.basename(path))
+    if write_atomic(path, marshal.dumps(code)) is None:
+        _remove_stale(os.path.dirname(path), os.path.basename(path))
 
 
 def _remove_stale(directory: str, keep: str) -> None:

@@ -39,6 +39,7 @@ import os
 import socket
 
 from ocirt import log
+from ocirt.cache import read_trusted, write_atomic
 from ocirt.errors import ConfigError, OcirtError, SyscallError
 
 TYPE_CHECKING = False
@@ -463,47 +464,19 @@ def _read_all(fd: int, size: int) -> bytes:
 
 
 def _read_cached(path: str) -> bytes | None:
-    """The cached program, if the file and its directory are ours and only ours to write."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-    except OSError:
+    """The cached program, if the file is safely ours (see ``ocirt.cache``) and whole."""
+    bpf = read_trusted(path)
+    if not bpf or len(bpf) % 8 or len(bpf) > _BPF_MAXINSNS * 8:
         return None
-    try:
-        st = os.fstat(fd)
-        parent = os.stat(os.path.dirname(path))
-        euid = os.geteuid()
-        if (st.st_uid != euid or st.st_mode & 0o022 or parent.st_uid != euid
-                or parent.st_mode & 0o022 or st.st_size % 8 or not st.st_size
-                or st.st_size > _BPF_MAXINSNS * 8):
-            return None
-        bpf = _read_all(fd, st.st_size)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    return bpf if len(bpf) == st.st_size else None
+    return bpf
 
 
 def _write_cache(path: str, bpf: bytes) -> None:
     """Store atomically (temp file + rename); failing to is only logged."""
     directory = os.path.dirname(path)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            view = memoryview(bpf)
-            while view:
-                view = view[os.write(fd, view):]
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except OSError as err:
-        log.current.debug(f"seccomp: cannot cache the filter in {directory}: {err.strerror}")
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+    why = write_atomic(path, bpf, dir_mode=0o700, file_mode=0o600)
+    if why is not None:
+        log.current.debug(f"seccomp: cannot cache the filter in {directory}: {why}")
         return
     _evict(directory)
 

@@ -22,15 +22,6 @@ REPO = Path(__file__).parents[2]
 SCHEMAS = REPO / "schemas"
 
 
-@pytest.fixture(autouse=True)
-def private_cache(
-    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Never touch the real cache (/var/cache/ocirt for root)."""
-    monkeypatch.setenv("OCIRT_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "ocirt-cache"))
-    monkeypatch.setattr(validate, "_runner", None)
-
-
 def cached_files(cache: Path) -> list[str]:
     return sorted(p.name for p in cache.glob("validator-*.marshal"))
 

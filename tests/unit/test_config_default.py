@@ -22,14 +22,6 @@ DATA = Path(__file__).parent / "data"
 OFFICIAL = Path(__file__).parents[3] / "shared/oci-runtime-spec/schema"
 
 
-@pytest.fixture(autouse=True)
-def private_cache(
-    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("OCIRT_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "ocirt-cache"))
-    monkeypatch.setattr(validate, "_runner", None)
-
-
 def as_ocirt_writes_it(runc: dict[str, Any]) -> dict[str, Any]:
     """runc 1.1.5's output with the differences default.py documents applied."""
     runc["ociVersion"] = OCI_VERSION

@@ -13,14 +13,6 @@ from ocirt.config import bundle_path, default_spec, load_config, parse_config, v
 from ocirt.errors import ConfigError
 
 
-@pytest.fixture(autouse=True)
-def private_cache(
-    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("OCIRT_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "ocirt-cache"))
-    monkeypatch.setattr(validate, "_runner", None)
-
-
 def write_bundle(tmp_path: Path, content: str | bytes | dict[str, Any]) -> Path:
     if isinstance(content, dict):
         content = json.dumps(content, indent=4)

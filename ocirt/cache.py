@@ -1,0 +1,57 @@
+"""On-disk caches (the compiled config validator, compiled seccomp filters).
+
+A cache file is only trusted when it and its directory belong to us and nobody else can write
+them; it is written atomically (a temporary file, then rename), and failing to write it is
+never an error: the caller just compiles again next time.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def read_trusted(path: str) -> bytes | None:
+    """The file's bytes, or None when it is missing, unreadable or not safely ours."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        parent = os.stat(os.path.dirname(path))
+        euid = os.geteuid()
+        if (st.st_uid != euid or st.st_mode & 0o022 or parent.st_uid != euid
+                or parent.st_mode & 0o022):
+            return None
+        chunks = []
+        while chunk := os.read(fd, max(st.st_size, 65536)):
+            chunks.append(chunk)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
+
+
+def write_atomic(path: str, data: bytes, dir_mode: int = 0o755, file_mode: int = 0o644
+                 ) -> str | None:
+    """Store ``data`` at ``path``; None on success, else why not (the errno text)."""
+    directory = os.path.dirname(path)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        os.makedirs(directory, mode=dir_mode, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, file_mode)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError as err:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        return err.strerror or str(err)
+    return None
