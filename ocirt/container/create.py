@@ -79,9 +79,13 @@ def create(store: Store, plan: planning.ContainerPlan, foreground: bool = False)
         state.cgroup = plan.cgroup.to_state()
         store.save(state)  # from now on `delete --force` can undo it, whatever happens to us
         ns_fds = namespaces.open_namespaces(plan.namespaces)
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        listener.bind(store.socket_path(plan.container_id, lock))
-        listener.listen(1)
+        # `run` in the foreground starts init over the sync channel, so init needs no start
+        # socket, and it exits if that runtime dies before starting it (nobody else could).
+        listener: socket.socket | None = None
+        if not foreground:
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            listener.bind(store.socket_path(plan.container_id, lock))
+            listener.listen(1)
         if plan.terminal:
             if plan.options.console_socket:
                 plan.console_sock = console.connect(plan.options.console_socket)
@@ -93,7 +97,8 @@ def create(store: Store, plan: planning.ContainerPlan, foreground: bool = False)
             channel.close()
             stage1(plan, child_end, ns_fds, listener)
         child_end.close()
-        listener.close()
+        if listener is not None:
+            listener.close()
         if plan.console_sock is not None:
             plan.console_sock.close()
         namespaces.close_all(ns_fds)
