@@ -117,9 +117,10 @@ def create(store: Store, plan: planning.ContainerPlan, foreground: bool = False)
         state.pid = init_pid
         if hooks.hooks_of(plan.config, "prestart") or hooks.hooks_of(plan.config, "createRuntime"):
             channel.expect("hooks", "setting up the container")
-            document = state.hook_document(Status.CREATING)
-            hooks.run_hooks(plan.config, "prestart", document)
-            hooks.run_hooks(plan.config, "createRuntime", document)
+            # prestart gets "created", as crun and the conformance suite expect; createRuntime
+            # runs while the container is still being created.
+            hooks.run_hooks(plan.config, "prestart", state.hook_document(Status.CREATED))
+            hooks.run_hooks(plan.config, "createRuntime", state.hook_document(Status.CREATING))
             channel.send("hooks-done")
         channel.expect("ready", "setting up the container")
         terminal = console.recv_fd(relay_end) if relay_end is not None else None

@@ -64,6 +64,8 @@ def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
 
 
 def init(plan: ContainerPlan, channel: Channel, listener: socket.socket | None) -> None:
+    if plan.options.debug:  # a traceback after pivot_root needs the module loaded before
+        import traceback  # noqa: F401
     try:
         sc.prctl(sc.PR_SET_DUMPABLE, 0)
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,

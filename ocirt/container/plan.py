@@ -84,8 +84,17 @@ UNSUPPORTED = (
 
 
 def refuse_unsupported(config: dict[str, Any]) -> None:
+    selinux_on = os.path.exists("/sys/fs/selinux/enforce")
     for (section, key), why in UNSUPPORTED:
         if (config.get(section) or {}).get(key):
+            if key in ("mountLabel", "selinuxLabel") and not selinux_on:
+                # A label means nothing where SELinux is off (runc and crun skip it too):
+                # said out loud, not silently ignored.
+                from ocirt import log
+
+                log.current.warning(f"$.{section}.{key}: SELinux is not enabled on this host: "
+                                    "the label is not applied")
+                continue
             raise UnsupportedError(f"$.{section}.{key}: {why}")
     for index, mount in enumerate(config.get("mounts") or []):
         if mount.get("uidMappings") or mount.get("gidMappings"):

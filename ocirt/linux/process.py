@@ -97,6 +97,8 @@ class ProcessSetup:
             self.seccomp = SeccompFilter(seccomp)
             self.seccomp.prepare()
             self.seccomp_early = not self.no_new_privileges and not self._keeps_sys_admin()
+            if self.seccomp_early:
+                capabilities._capng()  # loaded now: after pivot_root the host's lib is gone
 
     def steps(self) -> list[Step]:
         """What init does in the container before it waits for ``start``."""
@@ -110,10 +112,6 @@ class ProcessSetup:
         if self.no_new_privileges:
             steps.append(Step("prctl(PR_SET_NO_NEW_PRIVS, 1)",
                               lambda: sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)))
-        if self.seccomp is not None and self.seccomp_early:
-            steps += self._seccomp_steps("before the identity change: without noNewPrivileges "
-                                         "the process would lose the CAP_SYS_ADMIN it needs",
-                                         self._load_early)
         if self.capabilities is not None:
             steps.append(Step(f"drop bounding set to: "
                               f"{' '.join(self.capability_names.get('bounding', [])) or '(none)'}",
@@ -128,7 +126,34 @@ class ProcessSetup:
         # Last, as the process will exec: its user, its cwd (a relative path), its PATH.
         steps.append(Step(f"find {self.args[0]!r} (PATH={self.env.get('PATH', '')})",
                           self.find_program))
+        if self.seccomp is not None and self.seccomp_early:
+            # Without no_new_privs loading a filter needs CAP_SYS_ADMIN: the process keeps it
+            # through the identity change, loads the filter once ocirt's own work is done (a
+            # profile may refuse getcwd or faccessat), and only then takes its exact sets.
+            if self.capabilities is None:
+                steps.append(Step("keep CAP_SYS_ADMIN for loading the filter",
+                                  self._keep_admin_only))
+            steps += self._seccomp_steps("after ocirt's own work, still holding CAP_SYS_ADMIN",
+                                         self._load_early)
+            steps.append(Step("final capabilities (CAP_SYS_ADMIN dropped unless granted)",
+                              self._final_caps))
         return steps
+
+    def _with_admin(self, sets: dict[str, list[int]]) -> dict[str, list[int]]:
+        result = {name: list(numbers) for name, numbers in sets.items()}
+        for name in ("effective", "permitted"):
+            if capabilities.CAP_SYS_ADMIN not in result[name]:
+                result[name].append(capabilities.CAP_SYS_ADMIN)
+        return result
+
+    def _keep_admin_only(self) -> None:
+        capabilities.apply_sets(self._with_admin({name: [] for name in capabilities.SETS}))
+
+    def _final_caps(self) -> None:
+        if self.capabilities is not None:
+            capabilities.apply_sets(self.capabilities)
+        elif self.uid != 0:
+            capabilities.apply_sets({name: [] for name in capabilities.SETS})
 
     def start_steps(self) -> list[Step]:
         """What happens on ``start``, after the startContainer hooks (for ``--explain``)."""
@@ -166,7 +191,10 @@ class ProcessSetup:
 
     def _apply_caps(self) -> None:
         assert self.capabilities is not None
-        capabilities.apply_sets(self.capabilities)
+        if self.seccomp is not None and self.seccomp_early:
+            capabilities.apply_sets(self._with_admin(self.capabilities))
+        else:
+            capabilities.apply_sets(self.capabilities)
 
     def find_program(self) -> None:
         name = self.args[0]
@@ -183,7 +211,8 @@ class ProcessSetup:
         raise ExecError(f'exec: "{name}": executable file not found in $PATH')
 
     def set_identity(self) -> None:
-        keep = self.capabilities is not None and self.uid != 0
+        early = self.seccomp is not None and self.seccomp_early
+        keep = (self.capabilities is not None or early) and self.uid != 0
         if keep:
             sc.prctl(sc.PR_SET_KEEPCAPS, 1)
         try:
@@ -240,7 +269,9 @@ def _check_executable(name: str, path: str) -> str:
         st = os.stat(path)
     except OSError as err:
         raise ExecError(f'exec: "{name}": stat {path}: {_text(err)}') from err
-    if stat.S_ISDIR(st.st_mode) or not os.access(path, os.X_OK, effective_ids=True):
+    # plain access(2): a seccomp profile may allow faccessat but not faccessat2 (AT_EACCESS);
+    # after the identity change real and effective ids are the same anyway
+    if stat.S_ISDIR(st.st_mode) or not os.access(path, os.X_OK):
         raise ExecError(f'exec: "{name}": permission denied')
     return path
 

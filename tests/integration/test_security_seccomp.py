@@ -333,6 +333,34 @@ def test_without_no_new_privileges_a_non_root_process_is_filtered(rt, make_confi
     assert parse_result(result.stdout)["errno"] == EXDEV
 
 
+@pytest.mark.parametrize("caps", [None, ["CAP_KILL"]], ids=["no-capabilities", "one-capability"])
+def test_early_filter_does_not_block_the_runtime(rt, make_config, bundle, tool_rootfs, caps):
+    """noNewPrivileges false, a non-root user, and a profile refusing what ocirt itself uses
+    to find the program and check the cwd (faccessat2, getcwd; as the OCI conformance suite's
+    profile does): the container still starts, the program is filtered, and CAP_SYS_ADMIN
+    (kept only to load the filter) is gone."""
+    config = make_config(script("grep -E '^(Seccomp|CapEff):' /proc/self/status",
+                                "/sectool sys umask 18"),
+                         rootfs_path=tool_rootfs, process__noNewPrivileges=False,
+                         process__user={"uid": 1000, "gid": 1000}, process__cwd="/tmp")
+    if caps is None:
+        config["process"].pop("capabilities", None)
+    else:
+        config["process"]["capabilities"] = {name: caps for name in
+                                             ("bounding", "effective", "permitted")}
+    config["linux"]["seccomp"] = seccomp_profile(rules=[
+        {"names": ["faccessat2", "getcwd", "umask"], "action": "SCMP_ACT_ERRNO",
+         "errnoRet": EXDEV}])
+    result = run(rt, bundle, config)
+    assert result.returncode == 0, result
+    fields = status_fields(result.stdout)
+    assert fields["Seccomp"] == "2", result
+    # A non-root program without ambient capabilities holds none after execve: above all not
+    # the CAP_SYS_ADMIN init kept to load the filter.
+    assert fields["CapEff"] == "0000000000000000", result
+    assert parse_result(result.stdout)["errno"] == EXDEV
+
+
 @requires_ocirt
 @pytest.mark.parametrize(("rule", "where"), [
     ({"names": ["umask"], "action": "SCMP_ACT_ALLOW", "errnoRet": 1},
