@@ -23,7 +23,7 @@ from ocirt.container.state import (
     process_start_time,
     write_pid_file,
 )
-from ocirt.container.sync import Channel
+from ocirt.container.sync import Channel, reap
 from ocirt.errors import ConfigError, OcirtError
 from ocirt.linux import console, namespaces
 from ocirt.linux import syscalls as sc
@@ -49,18 +49,9 @@ def load_plan(container_id: str, bundle: str, options: planning.Options
         raise ConfigError(err.where, err.what, os.path.join(bundle, "config.json")) from None
 
 
-def check_terminal(plan: planning.ContainerPlan, foreground: bool) -> None:
-    """runc's rules (and words) for process.terminal and --console-socket."""
-    if plan.terminal and not plan.options.console_socket and not foreground:
-        raise OcirtError("cannot allocate tty if ocirt will detach without setting console "
-                         "socket")
-    if not plan.terminal and plan.options.console_socket:
-        raise OcirtError("cannot use console socket if ocirt will not detach or allocate tty")
-
-
 def create(store: Store, plan: planning.ContainerPlan, foreground: bool = False) -> Created:
     """Carry out ``plan``. The caller must release ``Created.lock`` (and close the channel)."""
-    check_terminal(plan, foreground)
+    console.check_terminal(plan.terminal, plan.options.console_socket, detach=not foreground)
     sc.prctl(sc.PR_SET_DUMPABLE, 0)
     # init is re-parented to us when stage-1 exits, so a failure can reap it; once we exit it
     # moves on to the caller's nearest subreaper (conmon, containerd-shim), as with runc.
@@ -112,7 +103,7 @@ def create(store: Store, plan: planning.ContainerPlan, foreground: bool = False)
             channel.send("mapped")
         channel.send("go")
         init_pid = channel.expect("pid", "forking the container's init")["pid"]
-        _reap(stage1_pid)
+        reap(stage1_pid)
         stage1_pid = 0
         state.pid = init_pid
         if hooks.hooks_of(plan.config, "prestart") or hooks.hooks_of(plan.config, "createRuntime"):
@@ -165,16 +156,6 @@ def _start_time(pid: int) -> int:
     return start
 
 
-def _reap(pid: int) -> int:
-    while True:
-        try:
-            return os.waitpid(pid, 0)[1]
-        except ChildProcessError:
-            return 0
-        except InterruptedError:
-            continue
-
-
 def _kill_and_reap(stage1_pid: int, init_pid: int) -> None:
     """Kill both children; once stage-1 is reaped, init is our child too (we are a
     subreaper), so it can be reaped, which takes it out of its cgroups."""
@@ -186,4 +167,4 @@ def _kill_and_reap(stage1_pid: int, init_pid: int) -> None:
                 pass
     for pid in (stage1_pid, init_pid):
         if pid:
-            _reap(pid)
+            reap(pid)

@@ -25,7 +25,7 @@ import os
 import socket
 
 from ocirt.container.state import Status, Store, write_pid_file
-from ocirt.container.sync import Channel, child_failed
+from ocirt.container.sync import Channel, child_failed, reap
 from ocirt.errors import ConfigError, OcirtError, StateError
 from ocirt.linux import cgroups, console, namespaces
 from ocirt.linux import syscalls as sc
@@ -94,11 +94,7 @@ def process_from_args(config: dict[str, Any], args: list[str], tty: bool, cwd: s
 def exec_process(store: Store, container_id: str, process: dict[str, Any],
                  options: ExecOptions) -> int:
     terminal = bool(process.get("terminal"))
-    if terminal and options.detach and not options.console_socket:
-        raise OcirtError("cannot allocate tty if ocirt will detach without setting console "
-                         "socket")
-    if not terminal and options.console_socket:
-        raise OcirtError("cannot use console socket if ocirt will not detach or allocate tty")
+    console.check_terminal(terminal, options.console_socket, options.detach)
     sc.prctl(sc.PR_SET_DUMPABLE, 0)
     sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
     with store.lock(container_id):
@@ -133,15 +129,15 @@ def exec_process(store: Store, container_id: str, process: dict[str, Any],
                 cgroups.Manager.from_state(state.cgroup).add(stage1_pid)
             channel.send("go")
             pid = channel.expect("pid", "exec: forking the process")["pid"]
-            _reap(stage1_pid)
+            reap(stage1_pid)
             reply = channel.recv()  # end-of-file once it has exec'd
             if reply is not None and reply.get("type") == "error":
                 raise OcirtError(reply["msg"])
             master = console.recv_fd(relay_end) if relay_end is not None else None
         except BaseException:
-            _reap(stage1_pid)
+            reap(stage1_pid)
             if pid:
-                _reap(pid)
+                reap(pid)
             raise
         finally:
             channel.close()
@@ -220,10 +216,3 @@ def _process(setup: ProcessSetup, channel: Channel, console_sock: socket.socket 
         setup.execute()
     except BaseException as err:
         child_failed(channel, err, debug)
-
-
-def _reap(pid: int) -> None:
-    try:
-        os.waitpid(pid, 0)
-    except ChildProcessError:
-        pass

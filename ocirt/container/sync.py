@@ -110,3 +110,14 @@ def child_failed(channel: Channel | None, err: BaseException, debug: bool) -> No
             channel.send("error", msg=message)
     finally:
         os._exit(1)
+
+
+def reap(pid: int) -> int:
+    """Wait for our child ``pid``; its wait status (0 if it is not, or no longer, ours)."""
+    while True:
+        try:
+            return os.waitpid(pid, 0)[1]
+        except ChildProcessError:
+            return 0
+        except InterruptedError:
+            continue

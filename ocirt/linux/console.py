@@ -29,6 +29,15 @@ TIOCSCTTY = 0x540E
 TIOCGPTN = 0x80045430
 
 
+def check_terminal(terminal: bool, console_socket: str | None, detach: bool) -> None:
+    """runc's rules (and words) for process.terminal and --console-socket."""
+    if terminal and not console_socket and detach:
+        raise OcirtError("cannot allocate tty if ocirt will detach without setting console "
+                         "socket")
+    if not terminal and console_socket:
+        raise OcirtError("cannot use console socket if ocirt will not detach or allocate tty")
+
+
 def open_pty() -> tuple[int, int]:
     """A new pty pair from /dev/ptmx of the current mount namespace: (master, slave)."""
     try:
