@@ -25,7 +25,7 @@ from ocirt.container.state import (
 )
 from ocirt.container.sync import Channel, reap
 from ocirt.errors import ConfigError, OcirtError
-from ocirt.linux import console, namespaces
+from ocirt.linux import console, hostmounts, namespaces
 from ocirt.linux import syscalls as sc
 from ocirt.linux.plan import run_all
 
@@ -64,6 +64,9 @@ def create(store: Store, plan: planning.ContainerPlan, foreground: bool = False)
     channel: Channel | None = None
     relay_end: socket.socket | None = None
     stage1_pid = init_pid = 0
+    # Without a mount namespace of its own, init mounts in ours: note what was there before.
+    mounts_before = (None if plan.namespaces.has("mount")
+                     else hostmounts.mounts_under(plan.rootfs))
     try:
         store.save(state)
         run_all(plan.cgroup_steps)
@@ -117,6 +120,9 @@ def create(store: Store, plan: planning.ContainerPlan, foreground: bool = False)
         terminal = console.recv_fd(relay_end) if relay_end is not None else None
 
         state.pid_start = _start_time(init_pid)
+        if mounts_before is not None:
+            state.host_mounts = [list(m) for m in hostmounts.made_since(mounts_before,
+                                                                        plan.rootfs)]
         state.status = Status.CREATED
         store.save(state)
         if plan.options.pid_file:
@@ -128,6 +134,8 @@ def create(store: Store, plan: planning.ContainerPlan, foreground: bool = False)
         if relay_end is not None:
             relay_end.close()
         try:
+            if mounts_before is not None:
+                _detach_mounts(hostmounts.made_since(mounts_before, plan.rootfs))
             plan.cgroup.destroy()
         except OcirtError as cleanup_err:  # keep the first error: it is the cause
             from ocirt import log
@@ -142,6 +150,13 @@ def create(store: Store, plan: planning.ContainerPlan, foreground: bool = False)
     if relay_end is not None:
         relay_end.close()
     return Created(state=state, plan=plan, channel=channel, lock=lock, terminal=terminal)
+
+
+def _detach_mounts(made: list[hostmounts.Mount]) -> None:
+    problems = hostmounts.detach(made)
+    if problems:
+        raise OcirtError("could not detach the mounts made in the runtime's mount namespace: "
+                         + "; ".join(problems))
 
 
 def _now() -> str:

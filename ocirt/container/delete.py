@@ -73,6 +73,15 @@ def _reap_if_child(pid: int) -> None:
 
 def destroy(store: Store, state: ContainerState) -> None:
     """Undo create, then run the poststop hooks (their failures are only warnings)."""
+    if state.host_mounts:
+        from ocirt.linux import hostmounts
+
+        problems = hostmounts.detach([(m[0], m[1]) for m in state.host_mounts])
+        if problems:
+            from ocirt import log
+
+            log.current.warning("delete: mounts the container made in the runtime's mount "
+                                "namespace were left: " + "; ".join(problems))
     if state.cgroup:
         cgroups.Manager.from_state(state.cgroup).destroy()
     store.remove(state.id)

@@ -4,6 +4,7 @@ The same three-process dance as ``create`` (see ``sync``), without building anyt
 
   ocirt exec (parent)          stage-1 (child)                      process (grandchild)
   fork ----------------------> setns into the container's namespaces, user first, mount last
+                               (no mount namespace: chroot to the container's root)
   add stage-1 to the cgroups
   {"go"} --------------------> fork ------------------------------> (in the container's pid ns)
           <------------------- {"pid": N}; exits                    terminal, rlimits, no_new_privs,
@@ -107,6 +108,7 @@ def exec_process(store: Store, container_id: str, process: dict[str, Any],
         if status not in (Status.CREATED, Status.RUNNING):
             raise StateError(f"cannot exec in a container that is {status.value}")
         ns_fds = _container_namespaces(state.pid, state.config)
+        root_fd = _shared_root(state.pid, state.config)
         console_sock: socket.socket | None = None
         relay_end: socket.socket | None = None
         if terminal:
@@ -118,9 +120,11 @@ def exec_process(store: Store, container_id: str, process: dict[str, Any],
         stage1_pid = os.fork()
         if stage1_pid == 0:
             channel.close()
-            _stage1(setup, child_end, ns_fds, console_sock, process, options.debug)
+            _stage1(setup, child_end, ns_fds, root_fd, console_sock, process, options.debug)
         child_end.close()
         namespaces.close_all(ns_fds)
+        if root_fd is not None:
+            os.close(root_fd)
         if console_sock is not None:
             console_sock.close()
         pid = 0
@@ -175,8 +179,21 @@ def _container_namespaces(pid: int, config: dict[str, Any]) -> list[tuple[str, i
     return opened
 
 
+def _shared_root(pid: int, config: dict[str, Any]) -> int | None:
+    """For a container without a mount namespace of its own, its root (init chroot'ed there):
+    joining namespaces would leave the process at the runtime's root."""
+    if any(entry["type"] == "mount"
+           for entry in (config.get("linux") or {}).get("namespaces", [])):
+        return None
+    try:
+        return os.open(f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as err:
+        raise OcirtError(f"exec: opening /proc/{pid}/root: {err.strerror}") from err
+
+
 def _stage1(setup: ProcessSetup, channel: Channel, ns_fds: list[tuple[str, int]],
-            console_sock: socket.socket | None, process: dict[str, Any], debug: bool) -> None:
+            root_fd: int | None, console_sock: socket.socket | None,
+            process: dict[str, Any], debug: bool) -> None:
     try:
         sc.prctl(sc.PR_SET_DUMPABLE, 0)
         if process.get("oomScoreAdj") is not None:  # through the host's /proc, inherited
@@ -190,6 +207,10 @@ def _stage1(setup: ProcessSetup, channel: Channel, ns_fds: list[tuple[str, int]]
             os.setresuid(0, 0, 0)
         namespaces.join([(k, fd) for k, fd in ns_fds if k != "user"])
         namespaces.close_all(ns_fds)
+        if root_fd is not None:
+            os.fchdir(root_fd)
+            os.chroot(".")
+            os.close(root_fd)
         channel.expect("go", "exec stage-1")
         pid = os.fork()
         if pid == 0:

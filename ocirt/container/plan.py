@@ -56,7 +56,9 @@ class ContainerPlan:
         sections = [
             ("cgroups (runtime, before the container's processes start)", self.cgroup_steps),
             ("namespaces (stage-1 child)", [Step(t, _noop) for t in self.namespaces.describe()]),
-            ("mounts (init, in the new mount namespace)", self.mount_steps),
+            ("mounts (init, in the new mount namespace)" if self.namespaces.has("mount") else
+             "mounts (init, in the runtime's mount namespace: detached on delete)",
+             self.mount_steps),
             ("root (init)", self.root_steps),
             ("process (init, before it waits for start)", self.process.steps()),
             ("on start (init, after the startContainer hooks)", self.process.start_steps()),
@@ -102,6 +104,16 @@ def refuse_unsupported(config: dict[str, Any]) -> None:
                                    "gidMappings) are not supported by ocirt yet")
 
 
+def _check_shared_mount_namespace(ns: NamespacePlan, linux: dict[str, Any]) -> None:
+    """What a container that inherits the runtime's mount namespace cannot have."""
+    if ns.has("user"):
+        raise ConfigError("$.linux.namespaces", "a user namespace needs a mount namespace too: "
+                          "from a new user namespace the runtime's mounts cannot be changed")
+    if linux.get("rootfsPropagation"):
+        raise ConfigError("$.linux.rootfsPropagation", "needs a mount namespace: without one "
+                          "it would change the propagation of the runtime's own mounts")
+
+
 def build(container_id: str, bundle: str, config: dict[str, Any], options: Options
           ) -> ContainerPlan:
     refuse_unsupported(config)
@@ -117,9 +129,9 @@ def build(container_id: str, bundle: str, config: dict[str, Any], options: Optio
         raise ConfigError("$.root.path", f"rootfs {rootfs_path!r} is not a directory")
 
     ns = namespaces.plan_namespaces(linux)
-    if not ns.has("mount"):
-        raise UnsupportedError("linux.namespaces has no mount namespace: ocirt will not set up "
-                               "a rootfs in the host's own mount namespace")
+    own_mount_ns = ns.has("mount")
+    if not own_mount_ns:
+        _check_shared_mount_namespace(ns, linux)
     for key, kind in (("hostname", "uts"), ("domainname", "uts")):
         if config.get(key) and not ns.has("uts"):
             raise ConfigError(f"$.{key}", f"setting the {key} needs a {kind} namespace (a new "
@@ -130,7 +142,10 @@ def build(container_id: str, bundle: str, config: dict[str, Any], options: Optio
     cgroup_steps = manager.steps(linux.get("resources") or {}, linux.get("devices") or [])
 
     ctx = rootfs.RootContext(os.path.realpath(rootfs_path))
-    mount_steps = rootfs.prepare_steps(ctx, linux.get("rootfsPropagation"))
+    if own_mount_ns:
+        mount_steps = rootfs.prepare_steps(ctx, linux.get("rootfsPropagation"))
+    else:
+        mount_steps = rootfs.shared_namespace_steps(ctx, bool(root.get("readonly")))
 
     def cgroup_mount(ctx: rootfs.RootContext, mount: dict[str, Any],
                      parsed: rootfs.MountOptions) -> list[Step]:
@@ -148,7 +163,7 @@ def build(container_id: str, bundle: str, config: dict[str, Any], options: Optio
     mount_steps.append(Step(f"mkdir -p {cwd} (process.cwd, inside the rootfs)",
                             lambda: os.close(ctx.target(cwd, "dir"))))
 
-    root_steps = rootfs.pivot_steps(ctx, options.no_pivot)
+    root_steps = rootfs.pivot_steps(ctx, options.no_pivot, own_mount_ns)
     # sysctls before readonlyPaths, which usually include /proc/sys (as runc orders them)
     root_steps += sysctl.steps(linux.get("sysctl") or {}, ns)
     root_steps += rootfs.finish_steps(bool(root.get("readonly")), linux.get("maskedPaths", []),

@@ -85,19 +85,23 @@ class ContainerState:
     """What state.json holds: the spec's fields, the init's start time, cgroups, config."""
 
     FIELDS = ("id", "bundle", "rootfs", "pid", "pid_start", "status", "created", "owner",
-              "annotations", "cgroup", "config")
+              "annotations", "cgroup", "config", "host_mounts")
 
     def __init__(self, id: str, bundle: str, rootfs: str, pid: int = 0, pid_start: int = 0,
                  status: Status = Status.CREATING, created: str = "", owner: str = "",
                  annotations: dict[str, str] | None = None,
                  cgroup: dict[str, Any] | None = None,
-                 config: dict[str, Any] | None = None) -> None:
+                 config: dict[str, Any] | None = None,
+                 host_mounts: list[list[Any]] | None = None) -> None:
         self.id, self.bundle, self.rootfs = id, bundle, rootfs
         self.pid, self.pid_start, self.status = pid, pid_start, status
         self.created, self.owner = created, owner
         self.annotations = annotations or {}
         self.cgroup: dict[str, Any] = cgroup or {}
         self.config: dict[str, Any] = config or {}
+        # [mount ID, mount point] of the mounts create made in the runtime's mount namespace
+        # (a container without one of its own): ``delete`` detaches them (see hostmounts).
+        self.host_mounts: list[list[Any]] = host_mounts or []
 
     def current_status(self) -> Status:
         if self.status is Status.STOPPED or self.pid <= 0:

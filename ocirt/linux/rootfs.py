@@ -3,8 +3,9 @@
 Every path from the config is resolved by the kernel inside the rootfs (openat2 with
 RESOLVE_IN_ROOT), so a symlink in the rootfs can never make a mount land outside it; the mount
 then targets the opened file through /proc/self/fd, so a path swapped after the check cannot
-redirect it either. All steps run in the container's own mount namespace, made slave (or what
-linux.rootfsPropagation says) before the first mount, so nothing reaches the host.
+redirect it either. All steps run in the container's own mount namespace, made slave before the
+first mount, so nothing reaches the host. A container without a mount namespace of its own gets
+no propagation change and a chroot instead of pivot_root (``shared_namespace_steps``).
 """
 
 from __future__ import annotations
@@ -318,7 +319,21 @@ def prepare_steps(ctx: RootContext, propagation: str | None) -> list[Step]:
     ]
 
 
-def pivot_steps(ctx: RootContext, no_pivot: bool) -> list[Step]:
+def shared_namespace_steps(ctx: RootContext, readonly: bool) -> list[Step]:
+    """Before the mounts of a container without a mount namespace of its own: no propagation
+    change (it would be the caller's), and a mount point on the rootfs only when a read-only
+    root needs one (see ``hostmounts`` for how these mounts are taken away)."""
+    if not readonly:
+        return []
+    return [Step(f"mount --rbind {ctx.rootfs} {ctx.rootfs} (for the read-only root; in the "
+                 "runtime's mount namespace)",
+                 lambda: sc.mount(ctx.rootfs, ctx.rootfs, None, sc.MS_BIND | sc.MS_REC))]
+
+
+def pivot_steps(ctx: RootContext, no_pivot: bool, own_namespace: bool = True) -> list[Step]:
+    if not own_namespace:  # pivot_root or a move would change the root of the whole namespace
+        return [Step(f"chroot {ctx.rootfs} (no mount namespace of its own: no pivot_root)",
+                     lambda: _chroot(ctx))]
     if no_pivot:
         return [Step(f"mount --move {ctx.rootfs} /; chroot .", lambda: _move_root(ctx))]
     return [Step(f"pivot_root {ctx.rootfs}; umount -l old root", lambda: _pivot(ctx))]
@@ -331,6 +346,13 @@ def _pivot(ctx: RootContext) -> None:
     os.chdir(ctx.rootfs)
     sc.pivot_root(".", ".")
     sc.umount2(".", sc.MNT_DETACH)
+    os.chdir("/")
+
+
+def _chroot(ctx: RootContext) -> None:
+    ctx.close()
+    os.chdir(ctx.rootfs)
+    os.chroot(".")
     os.chdir("/")
 
 
