@@ -9,4 +9,4 @@ Layers (each only calls the ones below it):
 
 __version__ = "0.1.0"
 # The OCI runtime-spec version this runtime writes in state documents and `ocirt spec`.
-OCI_VERSION = "1.2.0"
+OCI_VERSION = "1.3.0"

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from ocirt import __version__
+from ocirt import OCI_VERSION, __version__
 from ocirt.cli.table import COMMANDS, GLOBAL_OPTS, Command, Opt
 
 
@@ -60,7 +60,7 @@ def app() -> click.Group:
     @click.group(context_settings={"help_option_names": ["-h", "--help"]},
                  help="ocirt: an OCI container runtime (runc-compatible command line).")
     @click.version_option(__version__, "--version", "-v", prog_name="ocirt",
-                          message="%(prog)s version %(version)s\nspec: 1.2.0")
+                          message=f"%(prog)s version %(version)s\nspec: {OCI_VERSION}")
     @click.pass_context
     def group(ctx: click.Context, /, **globals_: Any) -> None:
         ctx.obj = globals_

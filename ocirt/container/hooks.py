@@ -12,8 +12,10 @@ Where and when each kind runs (config.md, "POSIX-platform Hooks"):
   poststop                 delete, runtime namespace, after the container is gone; "stopped"
 
 A failing hook of the first four kinds (non-zero exit, killed, or past its ``timeout``) fails
-the operation; poststart fails ``start`` too, as runtime.md says (runc does the same); poststop
-failures are warnings only.
+the operation; poststop failures are warnings only. A failing poststart hook follows the spec
+version the bundle declares (its ``ociVersion``): up to 1.2 it is a warning and the lifecycle
+goes on; from 1.3 on it fails ``start`` and stops the container (runtime.md lifecycle step 9
+changed in 1.3.0; runc 1.1 already fails).
 """
 
 from __future__ import annotations
@@ -46,6 +48,15 @@ def hooks_of(config: dict[str, Any], kind: str) -> list[dict[str, Any]]:
 def describe(config: dict[str, Any], kind: str) -> list[str]:
     return [f"{kind} hook: {' '.join(h.get('args') or [h['path']])}"
             for h in hooks_of(config, kind)]
+
+
+def poststart_failure_stops(config: dict[str, Any]) -> bool:
+    """Whether the bundle's spec version makes a failing poststart hook an error (>= 1.3)."""
+    parts = str(config.get("ociVersion", "")).split(".")
+    try:
+        return (int(parts[0]), int(parts[1])) >= (1, 3)
+    except (ValueError, IndexError):
+        return True  # not a version we know: the current rule
 
 
 def run_hooks(config: dict[str, Any], kind: str, state: dict[str, Any]) -> None:

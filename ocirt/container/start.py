@@ -39,9 +39,10 @@ def start(store: Store, container_id: str) -> None:
 def started(store: Store, state: ContainerState, reply: dict[str, object] | None) -> None:
     """After init answered ``start``: record the outcome and run the poststart hooks.
 
-    If the program could not start (a startContainer hook or the exec failed) or a poststart
-    hook fails, the container is stopped and destroyed, poststop hooks included, and the
-    operation fails (runtime.md, lifecycle steps 7 and 9, then 12 and 13).
+    If the program could not start (a startContainer hook or the exec failed), the container
+    is stopped and destroyed, poststop hooks included, and the operation fails (runtime.md,
+    lifecycle steps 7, 12 and 13). So does a failing poststart hook for a bundle of spec 1.3
+    or later (step 9); for an older bundle it is a warning, as its spec said.
     """
     try:
         os.unlink(store.path(state.id, "start.sock"))
@@ -52,7 +53,11 @@ def started(store: Store, state: ContainerState, reply: dict[str, object] | None
             raise OcirtError(str(reply["msg"]))
         state.status = Status.RUNNING
         store.save(state)
-        hooks.run_hooks(state.config, "poststart", state.hook_document(Status.RUNNING))
+        document = state.hook_document(Status.RUNNING)
+        if hooks.poststart_failure_stops(state.config):
+            hooks.run_hooks(state.config, "poststart", document)
+        else:
+            hooks.run_hooks_warning(state.config, "poststart", document)
     except OcirtError:
         from ocirt.container import delete
 

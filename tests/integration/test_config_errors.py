@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -74,6 +75,10 @@ def bad_cgroups_path(c):
     c["linux"]["cgroupsPath"] = "../../escape"
 
 
+def apparmor_profile(c):
+    c["process"]["apparmorProfile"] = "acme"
+
+
 def uid_string(c):
     c["process"]["user"]["uid"] = "root"
 
@@ -95,6 +100,9 @@ CASES = [
                  id="relative-destination", marks=requires_ocirt),
     pytest.param(bad_rlimit, ("RLIMIT_BOGUS",), id="unknown-rlimit", marks=requires_ocirt),
     pytest.param(bad_cgroups_path, ("$.linux.cgroupsPath",), id="cgroups-path-dotdot",
+                 marks=requires_ocirt),
+    # a field this host cannot honour is an error, never silently ignored (no AppArmor here)
+    pytest.param(apparmor_profile, ("$.process.apparmorProfile", "AppArmor"), id="apparmor",
                  marks=requires_ocirt),
 ]
 
@@ -204,3 +212,16 @@ def test_explain_creates_nothing(rt, make_config, bundle):
     assert "pivot_root" in result.stdout
     assert_nothing_left(rt, cid)
     assert not rt.state_dir(cid).exists()
+
+
+@requires_ocirt
+def test_selinux_mount_label_without_selinux_is_a_warning(rt, make_config, bundle):
+    """runc and crun skip a label where SELinux is off; ocirt says so instead of ignoring it."""
+    if Path("/sys/fs/selinux/enforce").exists():
+        pytest.skip("SELinux is enabled here")
+    cid = rt.new_id()
+    config = make_config(["true"])
+    config["linux"]["mountLabel"] = "system_u:object_r:container_file_t:s0"
+    result = rt.ok("run", "--bundle", str(bundle(config)), cid)
+    assert "warning" in result.stderr and "$.linux.mountLabel" in result.stderr, result
+    assert_nothing_left(rt, cid)

@@ -15,6 +15,7 @@ from .support import (
     ROOT_MARKS,
     RUNTIME_NAME,
     assert_nothing_left,
+    pid_alive,
     requires_ocirt,
 )
 
@@ -342,11 +343,19 @@ def test_failing_start_container_hook_destroys_the_container(rt, bundle, hooks, 
     assert_nothing_left(rt, cid)
 
 
+# runtime.md lifecycle step 9 changed in spec 1.3.0: a failing poststart hook was a warning
+# ("the remaining hooks and lifecycle continue"), it is now an error that stops the container.
+# ocirt follows the version the bundle declares in its ociVersion.
+SPEC_13 = "1.3.0"
+SPEC_12 = "1.2.0"
+
+
 @requires_poststart_on_start
 def test_failing_poststart_hook_fails_start_and_stops_the_container(rt, bundle, hooks,
                                                                     hooked, tmp_path, out_dir):
     cid = rt.new_id()
     config = hooked({"poststart": [{"path": failing(tmp_path)}]})
+    config["ociVersion"] = SPEC_13
     rt.create(cid, bundle(config))
     pid = rt.state(cid)["pid"]
     rt.fails("start", cid)
@@ -359,9 +368,31 @@ def test_failing_poststart_hook_destroys_the_container(rt, bundle, hooks, hooked
     cid = rt.new_id()
     config = hooked({"poststart": [{"path": failing(tmp_path)}],
                      "poststop": [hooks.entry("poststop")]})
+    config["ociVersion"] = SPEC_13
     rt.create(cid, bundle(config))
     rt.fails("start", cid)
     assert hooks.kinds() == ["poststop"]
+    assert_nothing_left(rt, cid)
+
+
+@requires_ocirt  # runc 1.1 fails start whatever the bundle's version
+@pytest.mark.parametrize("version", ["1.0.2", SPEC_12])
+def test_failing_poststart_hook_of_an_older_bundle_is_a_warning(rt, bundle, hooks, hooked,
+                                                                tmp_path, version):
+    cid = rt.new_id()
+    path = failing(tmp_path)
+    config = hooked({"poststart": [{"path": path}, hooks.entry("poststart")]})
+    config["ociVersion"] = version
+    rt.create(cid, bundle(config))
+    pid = rt.state(cid)["pid"]
+    result = rt.ok("start", cid)
+    assert "warning" in result.stderr and "poststart" in result.stderr, result
+    assert path in result.stderr
+    assert hooks.kinds() == ["poststart"]  # the next hook still ran
+    assert rt.status(cid) == "running" and pid_alive(pid)  # and the lifecycle goes on
+    rt.ok("kill", cid, "KILL")
+    rt.wait_status(cid, "stopped")
+    rt.ok("delete", cid)
     assert_nothing_left(rt, cid)
 
 

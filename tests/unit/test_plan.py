@@ -11,7 +11,7 @@ import pytest
 
 from ocirt.config.default import default_spec
 from ocirt.container import plan as planning
-from ocirt.errors import ConfigError, UnsupportedError
+from ocirt.errors import ConfigError
 from ocirt.linux import syscalls as sc
 
 
@@ -50,7 +50,14 @@ def test_no_pivot_and_no_mount_namespace(tmp_path: Path) -> None:
     config["linux"]["namespaces"] = [
         n for n in config["linux"]["namespaces"] if n["type"] != "mount"
     ]
-    with pytest.raises(UnsupportedError):
+    # the runtime's mount namespace: no propagation change, chroot (even with --no-pivot),
+    # and the mounts are said to be in the runtime's namespace
+    text = planning.build("p1", bundle, config, planning.Options(no_pivot=True)).explain()
+    assert "chroot" in text and "pivot_root /" not in text and "--move" not in text
+    assert "make-rslave" not in text and "runtime's mount namespace" in text
+    assert f"mount --rbind {os.path.realpath(bundle)}/rootfs" in text  # read-only root
+    config["linux"]["rootfsPropagation"] = "private"
+    with pytest.raises(ConfigError, match=r"\$\.linux\.rootfsPropagation"):
         planning.build("p1", bundle, config, planning.Options())
 
 
