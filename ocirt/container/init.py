@@ -28,8 +28,8 @@ def stage1(plan: ContainerPlan, channel: Channel, ns_fds: list[tuple[str, int]],
            listener: socket.socket | None) -> None:
     try:
         sc.prctl(sc.PR_SET_DUMPABLE, 0)
-        if plan.process.seccomp is not None:  # listenerPath is a host path: connect from here
-            plan.process.seccomp.connect_listener()
+        if plan.process is not None and plan.process.seccomp is not None:
+            plan.process.seccomp.connect_listener()  # listenerPath is a host path
         ns = plan.namespaces
         namespaces.join(ns_fds, only={"user"})
         if ns.new_user:
@@ -75,18 +75,19 @@ def init(plan: ContainerPlan, channel: Channel, listener: socket.socket | None) 
         if not plan.options.no_new_keyring:
             sc.join_session_keyring(f"_ses.{plan.container_id}")
         keep = {channel.fileno()} | ({listener.fileno()} if listener else set())
-        seccomp = plan.process.seccomp
+        process = plan.process
+        seccomp = process.seccomp if process is not None else None
         if seccomp is not None and seccomp.listener is not None:
             keep.add(seccomp.listener.fileno())
             # The state sent with the notify fd: the pid as the runtime sees it, read from the
             # host's /proc while it is still mounted here.
-            seccomp.state = {**_state(plan, "creating" if plan.process.seccomp_early
+            seccomp.state = {**_state(plan, "creating" if process and process.seccomp_early
                                       else "created"), "pid": int(os.readlink("/proc/self"))}
         if plan.console_sock is not None:
             keep.add(plan.console_sock.fileno())
         from ocirt.linux.process import close_extra_fds
 
-        close_extra_fds(plan.process.inherited, keep)
+        close_extra_fds(process.inherited if process is not None else set(), keep)
         if plan.oom_score_adj is not None:
             with open("/proc/self/oom_score_adj", "w") as handle:
                 handle.write(str(plan.oom_score_adj))
@@ -103,7 +104,8 @@ def init(plan: ContainerPlan, channel: Channel, listener: socket.socket | None) 
             from ocirt.linux import console
 
             console.take_terminal(plan.console_sock, plan.console_size, console=True)
-        run_all(plan.process.steps())
+        if process is not None:
+            run_all(process.steps())
         channel.send("ready")
         starter = wait_for_start(channel, listener)
     except BaseException as err:
@@ -111,8 +113,10 @@ def init(plan: ContainerPlan, channel: Channel, listener: socket.socket | None) 
     try:
         if listener is not None:
             listener.close()
+        if process is None:  # `start` refuses before it gets here: nothing to run
+            raise OcirtError("config.json has no process to start")
         hooks.run_hooks(plan.config, "startContainer", _state(plan, "created"))
-        plan.process.execute()
+        process.execute()
     except BaseException as err:
         child_failed(starter, err, plan.options.debug)
 

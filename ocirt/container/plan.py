@@ -39,12 +39,13 @@ class ContainerPlan:
     def __init__(self, container_id: str, bundle: str, rootfs: str, config: dict[str, Any],
                  options: Options, namespaces: NamespacePlan, cgroup: cgroups.Manager,
                  cgroup_steps: list[Step], mount_steps: list[Step], root_steps: list[Step],
-                 process: ProcessSetup, oom_score_adj: int | None) -> None:
+                 process: ProcessSetup | None, oom_score_adj: int | None) -> None:
         self.container_id, self.bundle, self.rootfs = container_id, bundle, rootfs
         self.config, self.options, self.namespaces = config, options, namespaces
         self.cgroup, self.cgroup_steps = cgroup, cgroup_steps
         self.mount_steps = mount_steps  # in the container's mount namespace, before pivot_root
         self.root_steps = root_steps  # pivot_root and what follows it
+        # None: the config has no process (config.md: OPTIONAL, REQUIRED when start is called)
         self.process, self.oom_score_adj = process, oom_score_adj
         self.terminal = bool((config.get("process") or {}).get("terminal"))
         self.console_size: dict[str, int] | None = (config.get("process") or {}).get(
@@ -60,9 +61,14 @@ class ContainerPlan:
              "mounts (init, in the runtime's mount namespace: detached on delete)",
              self.mount_steps),
             ("root (init)", self.root_steps),
-            ("process (init, before it waits for start)", self.process.steps()),
-            ("on start (init, after the startContainer hooks)", self.process.start_steps()),
         ]
+        if self.process is not None:
+            sections += [
+                ("process (init, before it waits for start)", self.process.steps()),
+                ("on start (init, after the startContainer hooks)", self.process.start_steps()),
+            ]
+        else:
+            sections.append(("process", [Step("none in config.json: start will refuse", _noop)]))
         lines = [f"plan for container {self.container_id} (bundle {self.bundle})"]
         for title, steps in sections:
             lines.append(f"{title}:")
@@ -119,8 +125,6 @@ def build(container_id: str, bundle: str, config: dict[str, Any], options: Optio
     refuse_unsupported(config)
     linux: dict[str, Any] = config.get("linux") or {}
     process: dict[str, Any] | None = config.get("process")
-    if process is None:
-        raise ConfigError("$.process", "is required to create a container")
     root = config.get("root") or {}
     if "path" not in root:
         raise ConfigError("$.root.path", "is required on Linux")
@@ -158,10 +162,12 @@ def build(container_id: str, bundle: str, config: dict[str, Any], options: Optio
     mount_steps += devices.device_steps(ctx, devices.devices_from_config(linux),
                                         bind_from_host=ns.has("user"), has_devpts=has_devpts)
 
-    setup = ProcessSetup(process, options.preserve_fds, seccomp=linux.get("seccomp"))
-    cwd = setup.cwd
-    mount_steps.append(Step(f"mkdir -p {cwd} (process.cwd, inside the rootfs)",
-                            lambda: os.close(ctx.target(cwd, "dir"))))
+    setup = None
+    if process is not None:
+        setup = ProcessSetup(process, options.preserve_fds, seccomp=linux.get("seccomp"))
+        cwd = setup.cwd
+        mount_steps.append(Step(f"mkdir -p {cwd} (process.cwd, inside the rootfs)",
+                                lambda: os.close(ctx.target(cwd, "dir"))))
 
     root_steps = rootfs.pivot_steps(ctx, options.no_pivot, own_mount_ns)
     # sysctls before readonlyPaths, which usually include /proc/sys (as runc orders them)
@@ -181,4 +187,4 @@ def build(container_id: str, bundle: str, config: dict[str, Any], options: Optio
                          config=config, options=options, namespaces=ns, cgroup=manager,
                          cgroup_steps=cgroup_steps, mount_steps=mount_steps,
                          root_steps=root_steps, process=setup,
-                         oom_score_adj=process.get("oomScoreAdj"))
+                         oom_score_adj=(process or {}).get("oomScoreAdj"))

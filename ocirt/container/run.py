@@ -17,12 +17,16 @@ from ocirt.container import delete as deleting
 from ocirt.container.plan import ContainerPlan
 from ocirt.container.start import started
 from ocirt.container.state import Status, Store
+from ocirt.errors import ConfigError
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
              signal.SIGUSR2, signal.SIGWINCH, signal.SIGCONT)
 
 
 def run(store: Store, plan: ContainerPlan, detach: bool = False, keep: bool = False) -> int:
+    if plan.process is None:  # refused before anything exists, not after a create
+        raise ConfigError("$.process", "is required to run a container (config.md: REQUIRED "
+                          "when start is called)", os.path.join(plan.bundle, "config.json"))
     created = creating.create(store, plan, foreground=not detach)
     state = created.state
     try:

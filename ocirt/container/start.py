@@ -18,6 +18,9 @@ def start(store: Store, container_id: str) -> None:
         status = state.current_status()
         if not status.can_start:
             raise StateError(f"cannot start a container that is {status.value}")
+        if state.config.get("process") is None:  # the container stays as it is: created
+            raise StateError(f"cannot start container {container_id}: its config.json has no "
+                             "process (config.md: process is REQUIRED when start is called)")
         path = store.socket_path(container_id, lock)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .support import IS_OCIRT, ROOT_MARKS, assert_nothing_left, requires_ocirt
+from .support import IS_OCIRT, ROOT_MARKS, assert_nothing_left, pid_alive, requires_ocirt
 
 pytestmark = ROOT_MARKS
 
@@ -36,10 +36,6 @@ def drop_version(c):
 
 def version_2(c):
     c["ociVersion"] = "2.0.0"
-
-
-def drop_process(c):
-    del c["process"]
 
 
 def bad_namespace(c):
@@ -87,7 +83,6 @@ CASES = [
     pytest.param(set_args_string, ("$.process.args",), id="args-not-array"),
     pytest.param(uid_string, ("$.process.user.uid",), id="uid-not-integer"),
     pytest.param(memory_string, ("$.linux.resources.memory.limit",), id="memory-not-integer"),
-    pytest.param(drop_process, ("$.process",), id="no-process"),
     pytest.param(bad_namespace, ("$.linux.namespaces[5].type", "bogus"), id="unknown-ns"),
     pytest.param(missing_rootfs, ("$.root.path", "/nonexistent/rootfs"), id="no-rootfs"),
     pytest.param(bind_source_missing, ("/nonexistent/source",), id="bind-source-missing"),
@@ -225,3 +220,31 @@ def test_selinux_mount_label_without_selinux_is_a_warning(rt, make_config, bundl
     result = rt.ok("run", "--bundle", str(bundle(config)), cid)
     assert "warning" in result.stderr and "$.linux.mountLabel" in result.stderr, result
     assert_nothing_left(rt, cid)
+
+
+# config.md: "process (object, OPTIONAL) ... REQUIRED when start is called"; runtime.md: start
+# "MUST generate an error if process was not set". runc 1.1.5 refuses it at create already.
+@requires_ocirt
+def test_create_without_process_then_start_is_an_error(rt, make_config, bundle):
+    config = make_config(["true"])
+    del config["process"]
+    cid = rt.new_id()
+    rt.create(cid, bundle(config))
+    state = rt.state(cid)
+    assert state["status"] == "created" and pid_alive(state["pid"])
+    result = rt.fails("start", cid)
+    assert "no process" in result.stderr and "REQUIRED when start is called" in result.stderr
+    assert rt.state(cid) == state  # an error that changes nothing: still created
+    rt.ok("kill", cid, "KILL")
+    rt.wait_status(cid, "stopped")
+    rt.ok("delete", cid)
+    assert_nothing_left(rt, cid)
+
+
+@requires_ocirt
+def test_run_without_process_is_refused_before_anything_exists(rt, make_config, bundle):
+    config = make_config(["true"])
+    del config["process"]
+    cid = rt.new_id()
+    result = rt("run", "--bundle", str(bundle(config)), cid)
+    assert_clean_failure(rt, result, cid, "$.process", "REQUIRED when start is called")
