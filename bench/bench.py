@@ -50,7 +50,7 @@ from typing import IO, NoReturn
 
 REPO = Path(__file__).resolve().parent.parent
 SOURCE_BUNDLE = REPO / "bundles" / "busybox"
-DEFAULT_OCIRT = "/usr/local/bin/ocirt"  # the launcher set-up writes (python -I)
+DEFAULT_OCIRT = "/usr/local/bin/ocirt"  # the launcher set-up writes (python -IS)
 OPERATIONS = ("run", "state")
 TIMEOUT = 60.0  # seconds for one runtime command; a hung runtime counts as a failure
 CGROUP2_IN_HYBRID = Path("/sys/fs/cgroup/unified")

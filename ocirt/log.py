@@ -6,10 +6,11 @@ and debug lines through it, so library users get a quiet default.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
+
+from ocirt import jsonfast
 
 
 class Log:
@@ -23,9 +24,9 @@ class Log:
             return
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         if self.fmt == "json":
-            line = json.dumps({"level": level, "msg": msg, "time": now}, separators=(",", ":"))
+            line = jsonfast.dumps({"level": level, "msg": msg, "time": now}, compact=True)
         else:
-            line = f'time="{now}" level={level} msg={json.dumps(msg)}'
+            line = f'time="{now}" level={level} msg={jsonfast.dumps(msg)}'
         try:
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
             try:

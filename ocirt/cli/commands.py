@@ -6,11 +6,11 @@ an unexpected exception too, with its traceback only under ``--debug``.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Callable
 
+from ocirt import jsonfast
 from ocirt import log as logging
 from ocirt.cli.table import Command
 from ocirt.container.state import Store
@@ -96,7 +96,7 @@ def cmd_state(store: Store, globals_: dict[str, Any], values: dict[str, Any]) ->
     from ocirt.container.state import check_id
 
     check_id(values["container_id"])
-    print(json.dumps(store.load(values["container_id"]).document(), indent=2))
+    print(jsonfast.pretty(store.load(values["container_id"]).document()))
     return 0
 
 
@@ -151,7 +151,7 @@ def cmd_list(store: Store, globals_: dict[str, Any], values: dict[str, Any]) -> 
         for doc in states:
             print(doc["id"])
     elif values.get("format") == "json":
-        print(json.dumps(states))
+        print(jsonfast.dumps(states))
     else:
         rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
         rows += [(d["id"], str(d["pid"]), d["status"], d["bundle"], d["created"], d["owner"])
@@ -169,7 +169,7 @@ def cmd_spec(store: Store, globals_: dict[str, Any], values: dict[str, Any]) -> 
     if os.path.exists(path):
         raise OcirtError(f"file {path} exists: remove it first")
     with open(path, "w") as handle:
-        json.dump(default_spec(rootless=bool(values.get("rootless"))), handle, indent=2)
+        handle.write(jsonfast.pretty(default_spec(rootless=bool(values.get("rootless")))))
         handle.write("\n")
     return 0
 
@@ -204,7 +204,7 @@ def cmd_exec(store: Store, globals_: dict[str, Any], values: dict[str, Any]) -> 
 def cmd_features(store: Store, globals_: dict[str, Any], values: dict[str, Any]) -> int:
     from ocirt.container.features import features
 
-    print(json.dumps(features(), indent=2))
+    print(jsonfast.pretty(features()))
     return 0
 
 

@@ -20,12 +20,12 @@ changed in 1.3.0; runc 1.1 already fails).
 
 from __future__ import annotations
 
-import json
 import os
 import select
 import signal
 import time
 
+from ocirt import jsonfast
 from ocirt.errors import OcirtError
 
 TYPE_CHECKING = False
@@ -61,7 +61,7 @@ def poststart_failure_stops(config: dict[str, Any]) -> bool:
 
 def run_hooks(config: dict[str, Any], kind: str, state: dict[str, Any]) -> None:
     """Run every hook of ``kind`` in order; the first failure raises ``HookError``."""
-    data = json.dumps(state).encode()
+    data = jsonfast.dumps(state).encode()
     for index, hook in enumerate(hooks_of(config, kind)):
         run_hook(hook, data, f"{kind} hook #{index} ({hook['path']})")
 
@@ -71,7 +71,7 @@ def run_hooks_warning(config: dict[str, Any], kind: str, state: dict[str, Any]) 
     (poststop: "the remaining hooks and lifecycle continue as if the hook had succeeded")."""
     from ocirt import log
 
-    data = json.dumps(state).encode()
+    data = jsonfast.dumps(state).encode()
     for index, hook in enumerate(hooks_of(config, kind)):
         try:
             run_hook(hook, data, f"{kind} hook #{index} ({hook['path']})")

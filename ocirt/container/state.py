@@ -13,11 +13,10 @@ reused PID never makes a stopped container look alive.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 from enum import StrEnum
 
-from ocirt import OCI_VERSION
+from ocirt import OCI_VERSION, jsonfast
 from ocirt.errors import ContainerExists, ContainerNotFound, InvalidID, OcirtError
 
 TYPE_CHECKING = False
@@ -187,14 +186,14 @@ class Store:
     def load(self, container_id: str) -> ContainerState:
         try:
             with open(self.path(container_id, "state.json"), "rb") as handle:
-                return ContainerState.from_json(json.loads(handle.read()))
+                return ContainerState.from_json(jsonfast.loads(handle.read()))
         except FileNotFoundError:
             raise ContainerNotFound(container_id) from None
         except (ValueError, TypeError, KeyError) as err:
             raise OcirtError(f"state of container {container_id} is damaged: {err}") from err
 
     def save(self, state: ContainerState) -> None:
-        write_atomic(self.path(state.id, "state.json"), json.dumps(state.to_json()).encode())
+        write_atomic(self.path(state.id, "state.json"), jsonfast.dumps(state.to_json()).encode())
 
     def remove(self, container_id: str) -> None:
         directory = self.path(container_id)
