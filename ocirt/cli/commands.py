@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
 
 from ocirt import jsonfast
 from ocirt import log as logging
@@ -19,6 +18,7 @@ from ocirt.log import Log
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
     Handler = Callable[[Store, dict[str, Any], dict[str, Any]], int]

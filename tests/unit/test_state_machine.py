@@ -60,3 +60,14 @@ def test_store_round_trip_and_lock(tmp_path: Path) -> None:
     with pytest.raises(ContainerNotFound):
         store.lock("c1")
     assert not os.listdir(store.root)
+
+
+def test_status_is_one_canonical_string_per_status():
+    from ocirt import jsonfast
+    from ocirt.container.state import Status
+
+    assert Status("running") is Status.RUNNING and Status.RUNNING == "running"
+    assert Status.CREATED.value == "created" and type(Status.CREATED.value) is str
+    assert jsonfast.dumps({"status": Status.STOPPED}) == '{"status": "stopped"}'
+    with pytest.raises(ValueError, match="'bogus' is not a container status"):
+        Status("bogus")
