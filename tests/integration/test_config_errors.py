@@ -224,12 +224,16 @@ def test_selinux_mount_label_without_selinux_is_a_warning(rt, make_config, bundl
 
 # config.md: "process (object, OPTIONAL) ... REQUIRED when start is called"; runtime.md: start
 # "MUST generate an error if process was not set". runc 1.1.5 refuses it at create already.
-@requires_ocirt
-def test_create_without_process_then_start_is_an_error(rt, make_config, bundle):
+def without_process(make_config, bundle):
     config = make_config(["true"])
     del config["process"]
+    return str(bundle(config))
+
+
+@requires_ocirt
+def test_create_without_process_then_start_is_an_error(rt, make_config, bundle):
     cid = rt.new_id()
-    rt.create(cid, bundle(config))
+    rt.create(cid, without_process(make_config, bundle))
     state = rt.state(cid)
     assert state["status"] == "created" and pid_alive(state["pid"])
     result = rt.fails("start", cid)
@@ -243,8 +247,6 @@ def test_create_without_process_then_start_is_an_error(rt, make_config, bundle):
 
 @requires_ocirt
 def test_run_without_process_is_refused_before_anything_exists(rt, make_config, bundle):
-    config = make_config(["true"])
-    del config["process"]
     cid = rt.new_id()
-    result = rt("run", "--bundle", str(bundle(config)), cid)
+    result = rt("run", "--bundle", without_process(make_config, bundle), cid)
     assert_clean_failure(rt, result, cid, "$.process", "REQUIRED when start is called")
