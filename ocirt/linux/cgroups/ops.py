@@ -172,3 +172,38 @@ def number(value: Any, where: str) -> int:
 def limit_text(value: int) -> str:
     """-1 (or any negative) is the kernel's ``max``."""
     return "max" if value < 0 else str(value)
+
+
+def sections(group: str, section: Any, handlers: dict[str, Callable[[Any], list[Op]]]
+             ) -> list[Op]:
+    """The ops for ``linux.resources.<group>`` (``section``, None when absent): the driver's
+    own handler, or the one both versions share (pids, rdma); nothing for an unknown group."""
+    handler = handlers.get(group) or SHARED.get(group)
+    return handler(section) if handler is not None else []
+
+
+def _pids(section: dict[str, Any] | None) -> list[Op]:
+    limit = number((section or {})["limit"], "$.linux.resources.pids.limit")
+    return [Write("pids", "pids.max", limit_text(limit), "linux.resources.pids.limit")]
+
+
+def _rdma(section: dict[str, Any] | None) -> list[Op]:
+    """rdma.max, one line per device (the same file on v1 and v2)."""
+    lines = []
+    for device, limits in (section or {}).items():
+        handles, objects = limits.get("hcaHandles"), limits.get("hcaObjects")
+        if handles is None and objects is None:
+            raise ConfigError(f"$.linux.resources.rdma[{device!r}]",
+                              "needs hcaHandles or hcaObjects")
+        lines.append(f"{device} hca_handle={'max' if handles is None else handles} "
+                     f"hca_object={'max' if objects is None else objects}")
+
+    def apply(directory: str) -> None:
+        for line in lines:
+            write_file(os.path.join(directory, "rdma.max"), line, "linux.resources.rdma")
+
+    return [Custom("rdma", "write " + "; ".join(repr(line) for line in lines) + " to rdma.max",
+                   apply)]
+
+
+SHARED: dict[str, Callable[[Any], list[Op]]] = {"pids": _pids, "rdma": _rdma}

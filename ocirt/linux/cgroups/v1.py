@@ -21,9 +21,9 @@ from ocirt.linux.cgroups.ops import (
     Op,
     Write,
     device_number,
-    limit_text,
     number,
     page_size,
+    sections,
 )
 
 TYPE_CHECKING = False
@@ -40,26 +40,19 @@ NO_LEAF = ("this kernel has no blkio leaf weights: they were CFQ's, which is gon
 def ops(group: str, controller: str, resources: dict[str, Any],
         devices: list[dict[str, Any]], update: bool) -> list[Op]:
     section = resources.get(group)
-    if group == "memory":
-        return _memory(section or {})
     if group == "cpu":
         return _cpu(section or {}) if controller == "cpu" else _cpuset(section or {})
-    if group == "pids":
-        limit = number((section or {})["limit"], "$.linux.resources.pids.limit")
-        return [Write("pids", "pids.max", limit_text(limit), "linux.resources.pids.limit")]
-    if group == "blockIO":
-        return _blkio(section or {})
-    if group == "hugepageLimits":
-        return _hugetlb(section or [])
     if group == "network":
         return _network(controller, section or {})
-    if group == "rdma":
-        return [rdma_op(section or {})]
     if group == "devices":
-        rules = devrules.rules(resources.get("devices"), devices)
+        rules = devrules.rules(section, devices)
         return [Write("devices", *devrules.v1_line(rule), "linux.resources.devices")
                 for rule in rules]
-    return []
+    return sections(group, section, {
+        "memory": lambda memory: _memory(memory or {}),
+        "blockIO": lambda block_io: _blkio(block_io or {}),
+        "hugepageLimits": lambda pages: _hugetlb(pages or []),
+    })
 
 
 # --- memory -------------------------------------------------------------------------------
@@ -299,22 +292,3 @@ def _network(controller: str, network: dict[str, Any]) -> list[Op]:
     return [Write("net_prio", "net_prio.ifpriomap", f"{p['name']} {p['priority']}",
                   f"linux.resources.network.priorities[{i}]")
             for i, p in enumerate(network.get("priorities") or [])]
-
-
-def rdma_op(rdma: dict[str, Any]) -> Op:
-    """rdma.max, one line per device (the same file on v1 and v2)."""
-    lines = []
-    for device, limits in rdma.items():
-        handles, objects = limits.get("hcaHandles"), limits.get("hcaObjects")
-        if handles is None and objects is None:
-            raise ConfigError(f"$.linux.resources.rdma[{device!r}]",
-                              "needs hcaHandles or hcaObjects")
-        lines.append(f"{device} hca_handle={'max' if handles is None else handles} "
-                     f"hca_object={'max' if objects is None else objects}")
-
-    def apply(directory: str) -> None:
-        for line in lines:
-            write_file(os.path.join(directory, "rdma.max"), line, "linux.resources.rdma")
-
-    return Custom("rdma", "write " + "; ".join(repr(line) for line in lines) + " to rdma.max",
-                  apply)

@@ -26,8 +26,9 @@ from ocirt.linux.cgroups.ops import (
     limit_text,
     number,
     page_size,
+    sections,
 )
-from ocirt.linux.cgroups.v1 import THROTTLE_FILES, rdma_op
+from ocirt.linux.cgroups.v1 import THROTTLE_FILES
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -81,19 +82,8 @@ def _unsupported(field: str, why: str) -> UnsupportedError:
 def ops(group: str, controller: str, resources: dict[str, Any],
         devices: list[dict[str, Any]], update: bool) -> list[Op]:
     section = resources.get(group)
-    if group == "memory":
-        return _memory(section or {})
     if group == "cpu":
         return _cpu(section or {}) if controller == "cpu" else _cpuset(section or {})
-    if group == "pids":
-        limit = number((section or {})["limit"], "$.linux.resources.pids.limit")
-        return [Write("pids", "pids.max", limit_text(limit), "linux.resources.pids.limit")]
-    if group == "blockIO":
-        return _io(section or {})
-    if group == "hugepageLimits":
-        return _hugetlb(section or [])
-    if group == "rdma":
-        return [rdma_op(section or {})]
     if group == "devices":
         from ocirt.linux.cgroups import devices as devrules
 
@@ -109,7 +99,11 @@ def ops(group: str, controller: str, resources: dict[str, Any],
                        f"{len(code) // 8} instructions), replacing any earlier one", attach)]
     if group == "network":
         raise _unsupported("network", "net_cls and net_prio exist only on cgroup v1")
-    return []
+    return sections(group, section, {
+        "memory": lambda memory: _memory(memory or {}),
+        "blockIO": lambda block_io: _io(block_io or {}),
+        "hugepageLimits": lambda pages: _hugetlb(pages or []),
+    })
 
 
 # --- memory -------------------------------------------------------------------------------
