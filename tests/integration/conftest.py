@@ -23,7 +23,6 @@ from typing import Any
 import pytest
 
 from .support import (
-    BUSYBOX_ROOTFS,
     REPO,
     Runtime,
     apply_overrides,
@@ -40,21 +39,6 @@ from .support import (
 
 # Mount points the tests' shared rootfs needs, made once so no test writes into it.
 _ROOTFS_DIRS = ("out", "mnt", "mnt/bind", "mnt/ro", "mnt/opts", "mnt/tmpfs", "home/user")
-
-
-@pytest.fixture(scope="session")
-def busybox_rootfs() -> Path:
-    """The project's busybox rootfs, built by scripts/build-rootfs.sh if it is missing."""
-    if not (BUSYBOX_ROOTFS / "bin" / "busybox").exists():
-        if os.geteuid() != 0:
-            pytest.skip("the busybox rootfs is missing and building it needs root")
-        build = subprocess.run(["bash", str(REPO / "scripts" / "build-rootfs.sh")],
-                               stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                               timeout=120, check=False)
-        if build.returncode != 0:
-            pytest.skip(f"bundles/busybox/rootfs is missing and scripts/build-rootfs.sh "
-                        f"failed: {build.stderr.strip()}")
-    return BUSYBOX_ROOTFS
 
 
 @pytest.fixture(scope="session")

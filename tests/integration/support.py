@@ -18,15 +18,13 @@ import shlex
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+from testkit import BUSYBOX_ROOTFS, REPO, wait_for  # noqa: F401  (wait_for: for the tests)
 
-REPO = Path(__file__).resolve().parents[2]
-BUSYBOX_ROOTFS = REPO / "bundles" / "busybox" / "rootfs"
 TOKEN_VAR = "OCIRT_ITEST"  # in the runtime's and the container's env: finds stray processes
 
 
@@ -47,19 +45,6 @@ ROOT_MARKS = [
 ]
 requires_ocirt = pytest.mark.skipif(
     not IS_OCIRT, reason=f"checks an ocirt-only behaviour; the runtime is {RUNTIME_NAME}")
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 3.0, interval: float = 0.01,
-             what: str = "condition") -> Any:
-    """Poll ``predicate`` until it returns something true; fail the test after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 # --- the host ---------------------------------------------------------------------------------

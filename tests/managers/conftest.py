@@ -22,10 +22,8 @@ from pathlib import Path
 import pytest
 
 from .helpers import (
-    BUSYBOX_ROOTFS,
     IMAGE,
     INSTALL_SCRIPT,
-    REPO,
     Containerd,
     Podman,
     cgroup_parents,
@@ -62,20 +60,6 @@ def _install(manager: str) -> None:
 @pytest.fixture(scope="session")
 def token() -> str:
     return f"{os.getpid()}-{os.urandom(6).hex()}"
-
-
-@pytest.fixture(scope="session")
-def busybox_rootfs() -> Path:
-    if not (BUSYBOX_ROOTFS / "bin" / "busybox").exists():
-        if os.geteuid() != 0:
-            pytest.skip("the busybox rootfs is missing and building it needs root")
-        build = subprocess.run(["bash", str(REPO / "scripts" / "build-rootfs.sh")],
-                               stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                               timeout=120, check=False)
-        if build.returncode != 0:
-            pytest.skip(f"bundles/busybox/rootfs is missing and scripts/build-rootfs.sh "
-                        f"failed: {build.stderr.strip()}")
-    return BUSYBOX_ROOTFS
 
 
 @pytest.fixture(params=RUNTIMES)

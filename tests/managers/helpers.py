@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import testkit
 
-REPO = Path(__file__).resolve().parents[2]
-BUSYBOX_ROOTFS = REPO / "bundles" / "busybox" / "rootfs"
+REPO, BUSYBOX_ROOTFS = testkit.REPO, testkit.BUSYBOX_ROOTFS
 INSTALL_SCRIPT = Path(__file__).with_name("install.sh")
 TOKEN_VAR = "OCIRT_MANAGER_TEST"
 OCIRT_BINARY = os.environ.get("OCIRT_MANAGERS_BINARY", "/usr/local/bin/ocirt")
@@ -172,16 +172,10 @@ def pid_alive(pid: int) -> bool:
     return raw[raw.rfind(b")") + 2:].split()[0] not in (b"Z", b"X")
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05,
-             what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition"
+             ) -> Any:
+    """``testkit.wait_for`` with a manager's pace: 10 s, polled every 50 ms."""
+    return testkit.wait_for(predicate, timeout, 0.05, what)
 
 
 def mounts_under(path: Path) -> list[str]:
