@@ -36,10 +36,17 @@ def _no_default(obj: object) -> object:
 
 
 _scan = _json.make_scanner(_ScannerContext())  # type: ignore[arg-type]  # duck-typed context
-_encode = _json.make_encoder(None, _no_default, _json.encode_basestring_ascii, None, ": ",
-                             ", ", False, False, True)
-_encode_compact = _json.make_encoder(None, _no_default, _json.encode_basestring_ascii, None,
-                                     ":", ",", False, False, True)
+_encoders: dict[tuple[bool, bool], Any] = {}
+
+
+def _encoder(compact: bool, sort_keys: bool) -> Any:
+    encoder = _encoders.get((compact, sort_keys))
+    if encoder is None:
+        separators = (":", ",") if compact else (": ", ", ")
+        encoder = _encoders[compact, sort_keys] = _json.make_encoder(
+            None, _no_default, _json.encode_basestring_ascii, None, *separators, sort_keys,
+            False, True)
+    return encoder
 
 
 def _error(message: str, text: str, index: int) -> Exception:
@@ -55,18 +62,24 @@ def loads(data: str | bytes) -> Any:
         value, end = _scan(text, start)
     except StopIteration as err:
         raise _error("Expecting value", text, err.value) from None
+    except SystemError:
+        # CPython 3.11's scanner raises its errors as json.decoder.JSONDecodeError, which it
+        # looks up among the modules already imported: import it, then scan again.
+        import json.decoder  # noqa: F401
+
+        value, end = _scan(text, start)
     rest = text[end:]
     if rest.strip(_WHITESPACE):
         raise _error("Extra data", text, end + len(rest) - len(rest.lstrip(_WHITESPACE)))
     return value
 
 
-def dumps(obj: object, compact: bool = False) -> str:
-    """``json.dumps(obj)`` (or with ``separators=(",", ":")`` when ``compact``)."""
+def dumps(obj: object, compact: bool = False, sort_keys: bool = False) -> str:
+    """``json.dumps(obj, sort_keys=sort_keys)``, with ``separators=(",", ":")`` if ``compact``."""
     if isinstance(obj, str):
         result: str = _json.encode_basestring_ascii(obj)
         return result
-    return "".join((_encode_compact if compact else _encode)(obj, 0))
+    return "".join(_encoder(compact, sort_keys)(obj, 0))
 
 
 def _key(key: object) -> str:

@@ -6,9 +6,21 @@ compile_schema.py  the JSON-Schema -> Python generator behind validate.py (cache
 default.py         ``default_spec``: what ``ocirt spec`` writes
 """
 
-from ocirt.config.default import default_spec
 from ocirt.config.load import bundle_path, config_path, load_config, parse_config
 from ocirt.config.validate import validate_config, validate_state
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ocirt.config.default import default_spec
+
+
+def __getattr__(name: str) -> object:
+    # default.py pulls in the seccomp profile (and libseccomp's helpers): only `spec` needs it
+    if name == "default_spec":
+        from ocirt.config.default import default_spec
+
+        return default_spec
+    raise AttributeError(f"module 'ocirt.config' has no attribute {name!r}")
 
 __all__ = [
     "bundle_path",

@@ -8,9 +8,9 @@ Only ``json`` is imported here; validation is ``ocirt.config.validate`` (no json
 from __future__ import annotations
 
 import errno
-import json
 import os
 
+from ocirt import jsonfast
 from ocirt.config.validate import validate_config
 from ocirt.errors import ConfigError
 
@@ -47,11 +47,12 @@ def load_config(bundle_dir: str) -> dict[str, Any]:
 def parse_config(data: bytes | str, file: str = CONFIG_NAME) -> dict[str, Any]:
     """Parse config.json text and validate it; ``file`` names it in error messages."""
     try:
-        doc = json.loads(data)
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"line {err.lineno} column {err.colno}", err.msg, file) from None
+        doc = jsonfast.loads(data)
     except UnicodeDecodeError as err:
         raise ConfigError(f"byte {err.start}", f"not valid {err.encoding}", file) from None
+    except ValueError as err:  # json.JSONDecodeError
+        where = f"line {getattr(err, 'lineno', '?')} column {getattr(err, 'colno', '?')}"
+        raise ConfigError(where, getattr(err, "msg", str(err)), file) from None
     validate_config(doc, file)
     config: dict[str, Any] = doc
     return config

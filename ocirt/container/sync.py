@@ -38,10 +38,10 @@ therefore reaps it and collects its exit status.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 
+from ocirt import jsonfast
 from ocirt.errors import OcirtError
 
 TYPE_CHECKING = False
@@ -68,7 +68,7 @@ class Channel:
     def send(self, kind: str, **fields: Any) -> None:
         fields["type"] = kind
         try:
-            self.sock.send(json.dumps(fields).encode())
+            self.sock.send(jsonfast.dumps(fields).encode())
         except OSError as err:
             raise OcirtError(f"sync: sending {kind!r}: {err.strerror}") from err
 
@@ -80,7 +80,7 @@ class Channel:
             return self.recv()
         if not data:
             return None
-        message: dict[str, Any] = json.loads(data)
+        message: dict[str, Any] = jsonfast.loads(data)
         return message
 
     def expect(self, kind: str, what: str) -> dict[str, Any]:

@@ -34,11 +34,10 @@ seccomp profile, like libcap-ng in ``capabilities``.
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import socket
 
-from ocirt import log
+from ocirt import jsonfast, log
 from ocirt.cache import read_trusted, write_atomic
 from ocirt.errors import ConfigError, OcirtError, SyscallError
 
@@ -195,7 +194,7 @@ class SeccompFilter:
         relevant = {k: self.profile.get(k) for k in
                     ("defaultAction", "defaultErrnoRet", "architectures", "syscalls")}
         digest = _sha256()
-        digest.update(json.dumps(relevant, sort_keys=True, separators=(",", ":")).encode())
+        digest.update(jsonfast.dumps(relevant, compact=True, sort_keys=True).encode())
         uname = os.uname()
         digest.update(f"\0{_COMPILER_VERSION}\0{libseccomp_version()}\0{uname.machine}\0"
                       f"{uname.release}".encode())
@@ -340,9 +339,10 @@ class SeccompFilter:
             return
         if self.listener is None:
             raise OcirtError("seccomp: SCMP_ACT_NOTIFY is used but no listener is connected")
-        payload = json.dumps({"ociVersion": self.state.get("ociVersion", ""),
-                              "fds": ["seccompFd"], "pid": self.state.get("pid", 0),
-                              "metadata": self.metadata or "", "state": self.state}).encode()
+        payload = jsonfast.dumps({"ociVersion": self.state.get("ociVersion", ""),
+                                  "fds": ["seccompFd"], "pid": self.state.get("pid", 0),
+                                  "metadata": self.metadata or "",
+                                  "state": self.state}).encode()
         try:
             socket.send_fds(self.listener, [payload], [fd])
         except OSError as err:
@@ -513,7 +513,7 @@ def default_profile(machine: str | None = None) -> dict[str, Any]:
     path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "config",
                         "seccomp_default.json")
     with open(path, "rb") as handle:
-        profile: dict[str, Any] = json.load(handle)
+        profile: dict[str, Any] = jsonfast.loads(handle.read())
     arches = _DEFAULT_ARCHES.get(machine or os.uname().machine)
     if arches is None:
         profile.pop("architectures", None)  # the native architecture only

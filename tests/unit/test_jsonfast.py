@@ -30,6 +30,8 @@ def test_same_as_json(doc):
     assert jsonfast.dumps(doc) == json.dumps(doc)
     assert jsonfast.dumps(doc, compact=True) == json.dumps(doc, separators=(",", ":"))
     assert jsonfast.pretty(doc) == json.dumps(doc, indent=2)
+    assert (jsonfast.dumps(doc, compact=True, sort_keys=True)
+            == json.dumps(doc, separators=(",", ":"), sort_keys=True))
     text = json.dumps(doc, indent=4)
     assert jsonfast.loads(text) == doc
     assert jsonfast.loads(text.encode()) == doc
@@ -58,3 +60,18 @@ def test_malformed_is_jsons_error(text):
 def test_not_serializable():
     with pytest.raises(TypeError, match="set"):
         jsonfast.dumps({"a": {1, 2}})
+
+
+def test_malformed_without_json_imported_yet():
+    """The C scanner needs json.decoder for its errors; a fresh interpreter has none."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys; from ocirt import jsonfast\n"
+            "assert 'json' not in sys.modules\n"
+            "try:\n    jsonfast.loads('{\"a\": 1,')\n"
+            "except ValueError as err:\n    print(type(err).__name__, err.lineno, err.colno)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=Path(__file__).resolve().parents[2], check=False)
+    assert result.stdout.strip() == "JSONDecodeError 1 9", result  # as json.loads says
