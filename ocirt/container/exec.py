@@ -31,7 +31,7 @@ from ocirt.errors import ConfigError, OcirtError, StateError
 from ocirt.linux import cgroups, console, namespaces
 from ocirt.linux import syscalls as sc
 from ocirt.linux.process import ProcessSetup, close_extra_fds
-from ocirt.linux.process_attrs import personality_steps
+from ocirt.linux.process_attrs import memory_policy_steps, personality_steps
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -103,7 +103,8 @@ def exec_process(store: Store, container_id: str, process: dict[str, Any],
         # The container's seccomp filter applies to every process in it.
         linux = state.config.get("linux") or {}
         setup = ProcessSetup(process, options.preserve_fds, seccomp=linux.get("seccomp"))
-        setup.personality = personality_steps(linux)  # as runc: exec'd processes too
+        # as runc: exec'd processes get the container's personality (and memory policy) too
+        setup.personality = personality_steps(linux) + memory_policy_steps(linux)
         status = state.current_status()
         if status not in (Status.CREATED, Status.RUNNING):
             raise StateError(f"cannot exec in a container that is {status.value}")

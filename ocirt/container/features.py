@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ocirt import OCI_VERSION, __version__
 from ocirt.container.hooks import KINDS
-from ocirt.linux import namespaces, rootfs
+from ocirt.linux import namespaces, process_attrs, rootfs
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -64,6 +64,9 @@ def features() -> dict[str, Any]:
             "selinux": {"enabled": False},
             "intelRdt": {"enabled": False},
             "mountExtensions": {"idmap": {"enabled": False}},
+            "memoryPolicy": {"modes": list(process_attrs.MEMORY_POLICY_MODES),
+                             "flags": list(process_attrs.MEMORY_POLICY_FLAGS)},
+            "netDevices": {"enabled": False},
         },
         "annotations": {"io.github.ocirt.version": __version__},
     }

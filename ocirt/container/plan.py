@@ -86,7 +86,6 @@ UNSUPPORTED = (
     (("process", "selinuxLabel"), "SELinux labels are not supported by ocirt"),
     (("linux", "mountLabel"), "SELinux mount labels are not supported by ocirt"),
     (("linux", "intelRdt"), "Intel RDT is not supported by ocirt"),
-    (("linux", "memoryPolicy"), "NUMA memory policies are not supported by ocirt yet"),
     (("linux", "netDevices"), "moving network devices is not supported by ocirt yet"),
 )
 
@@ -176,6 +175,7 @@ def build(container_id: str, bundle: str, config: dict[str, Any], options: Optio
                                       linux.get("readonlyPaths", []),
                                       linux.get("rootfsPropagation"))
     root_steps += process_attrs.personality_steps(linux)
+    root_steps += process_attrs.memory_policy_steps(linux)
     if config.get("hostname") is not None:
         hostname = config["hostname"]
         root_steps.append(Step(f"sethostname {hostname!r}", lambda: sc.sethostname(hostname)))

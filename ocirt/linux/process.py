@@ -85,7 +85,8 @@ class ProcessSetup:
         self.path = ""  # the program, found inside the container
         self.exec_fd = -1  # the sealed memfd the last execve goes through (see trampoline)
         self.attribute_steps = process_steps(process)  # ioPriority, scheduler
-        self.personality: list[Step] = []  # linux.personality, for exec'd processes
+        # linux.personality and linux.memoryPolicy, for exec'd processes
+        self.personality: list[Step] = []
         # linux.seccomp, compiled (or taken from the cache) now, in the parent; loaded by
         # ``execute`` just before execve. Without no_new_privs, loading needs CAP_SYS_ADMIN: a
         # process that will not keep it loads before the identity change, as runc does.

@@ -1,7 +1,9 @@
-"""Process attributes the kernel keeps across execve: personality, I/O priority, scheduling.
+"""Process attributes the kernel keeps across execve: personality, NUMA memory policy, I/O
+priority, scheduling.
 
-``personality_steps`` comes from linux.personality (the container's init only, as runc);
-``process_steps`` from process.ioPriority and process.scheduler (init and exec'd processes).
+``personality_steps`` comes from linux.personality and ``memory_policy_steps`` from
+linux.memoryPolicy (the container's init and processes exec'd into it); ``process_steps`` from
+process.ioPriority and process.scheduler (init and exec'd processes).
 Values are checked when the plan is built, so a typo fails ``create`` before anything exists.
 """
 
@@ -40,6 +42,65 @@ def personality_steps(linux: dict[str, Any]) -> list[Step]:
                           "personality flags are not supported (the spec defines none)")
     value = PERSONALITIES[domain]
     return [Step(f"personality({domain})", partial(sc.personality, value))]
+
+
+MEMORY_POLICY_MODES = {"MPOL_DEFAULT": 0, "MPOL_PREFERRED": 1, "MPOL_BIND": 2,
+                       "MPOL_INTERLEAVE": 3, "MPOL_LOCAL": 4, "MPOL_PREFERRED_MANY": 5,
+                       "MPOL_WEIGHTED_INTERLEAVE": 6}
+MEMORY_POLICY_FLAGS = {"MPOL_F_NUMA_BALANCING": 1 << 13, "MPOL_F_RELATIVE_NODES": 1 << 14,
+                       "MPOL_F_STATIC_NODES": 1 << 15}
+_NODES_NEEDED = {"MPOL_BIND", "MPOL_INTERLEAVE", "MPOL_WEIGHTED_INTERLEAVE",
+                 "MPOL_PREFERRED_MANY"}
+_NODES_REFUSED = {"MPOL_DEFAULT", "MPOL_LOCAL"}
+
+
+def parse_node_list(text: str, where: str) -> list[int]:
+    """``0-3,7`` -> [0, 1, 2, 3, 7] (the kernel's list format)."""
+    nodes: set[int] = set()
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        first, _, last = part.partition("-")
+        try:
+            low, high = int(first), int(last or first)
+        except ValueError:
+            raise ConfigError(where, f"{part!r} is not a node number or range "
+                              "(expected a list like 0-3,7)") from None
+        if low < 0 or high < low:
+            raise ConfigError(where, f"{part!r} is not a valid node range")
+        nodes.update(range(low, high + 1))
+    return sorted(nodes)
+
+
+def memory_policy_steps(linux: dict[str, Any],
+                        online: str = "/sys/devices/system/node/online") -> list[Step]:
+    policy = linux.get("memoryPolicy")
+    if not policy:
+        return []
+    where = "$.linux.memoryPolicy"
+    mode = policy.get("mode")
+    if mode not in MEMORY_POLICY_MODES:
+        raise ConfigError(f"{where}.mode", f"unknown mode {mode!r}")
+    nodes = parse_node_list(policy.get("nodes") or "", f"{where}.nodes")
+    if mode in _NODES_NEEDED and not nodes:
+        raise ConfigError(f"{where}.nodes", f"{mode} needs at least one node")
+    if mode in _NODES_REFUSED and nodes:
+        raise ConfigError(f"{where}.nodes", f"{mode} takes no nodes")
+    flags = 0
+    for index, flag in enumerate(policy.get("flags") or []):
+        if flag not in MEMORY_POLICY_FLAGS:
+            raise ConfigError(f"{where}.flags[{index}]", f"unknown flag {flag!r}")
+        flags |= MEMORY_POLICY_FLAGS[flag]
+    relative = flags & MEMORY_POLICY_FLAGS["MPOL_F_RELATIVE_NODES"]
+    if nodes and not relative:  # relative nodes are positions in the cpuset, not node IDs
+        with open(online) as handle:
+            host = set(parse_node_list(handle.read(), online))
+        missing = [node for node in nodes if node not in host]
+        if missing:
+            raise ConfigError(f"{where}.nodes", f"node(s) {missing} are not online on this "
+                              f"host (online: {sorted(host)})")
+    text = " | ".join([mode, *(policy.get("flags") or [])]) + (
+        f", nodes {policy['nodes']}" if nodes else "")
+    return [Step(f"set_mempolicy({text})",
+                 partial(sc.set_mempolicy, MEMORY_POLICY_MODES[mode] | flags, nodes, text))]
 
 
 def process_steps(process: dict[str, Any]) -> list[Step]:

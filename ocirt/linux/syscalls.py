@@ -213,12 +213,26 @@ def mount_setattr(fd: int, attr_set: int, attr_clr: int, recursive: bool = True,
 _SYS_personality = 135
 _SYS_ioprio_set = 251
 _SYS_sched_setattr = 314
+_SYS_set_mempolicy = 238
 IOPRIO_WHO_PROCESS = 1
 
 
 def personality(persona: int) -> None:
     if _syscall(ctypes.c_long(_SYS_personality), ctypes.c_ulong(persona)) == -1:
         raise _fail(f"personality({persona:#x})")
+
+
+def set_mempolicy(mode: int, nodes: list[int], text: str) -> None:
+    """The calling thread's NUMA policy (inherited by its children and across execve)."""
+    bits = 8 * ctypes.sizeof(ctypes.c_ulong)
+    words = (max(nodes, default=0) // bits) + 1
+    mask = (ctypes.c_ulong * words)()
+    for node in nodes:
+        mask[node // bits] |= 1 << (node % bits)
+    # maxnode counts one more than the bits given (set_mempolicy(2), as numactl passes it)
+    if _syscall(ctypes.c_long(_SYS_set_mempolicy), ctypes.c_long(mode),
+                mask if nodes else None, ctypes.c_ulong(words * bits + 1 if nodes else 0)) != 0:
+        raise _fail(f"set_mempolicy({text})")
 
 
 def ioprio_set(ioclass: int, level: int) -> None:

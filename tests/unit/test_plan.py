@@ -114,3 +114,21 @@ def test_mount_steps_call_mount_inside_the_rootfs(
     assert target == str(tmp_path / "rootfs" / "etc" / "inner")
     assert not os.path.exists("/etc/inner")
     assert (fstype, flags, data) == ("tmpfs", sc.MS_NOSUID, "size=1k")
+
+
+def test_node_lists_and_memory_policy_plan(tmp_path: Path) -> None:
+    from ocirt.linux import process_attrs
+
+    assert process_attrs.parse_node_list("0-3,7, 2", "$.x") == [0, 1, 2, 3, 7]
+    assert process_attrs.parse_node_list("", "$.x") == []
+    with pytest.raises(ConfigError, match=r"'3-1' is not a valid node range"):
+        process_attrs.parse_node_list("3-1", "$.x")
+    online = tmp_path / "online"
+    online.write_text("0-1\n")
+    [step] = process_attrs.memory_policy_steps(
+        {"memoryPolicy": {"mode": "MPOL_INTERLEAVE", "nodes": "0-1",
+                          "flags": ["MPOL_F_STATIC_NODES"]}}, str(online))
+    assert step.describe() == "set_mempolicy(MPOL_INTERLEAVE | MPOL_F_STATIC_NODES, nodes 0-1)"
+    with pytest.raises(ConfigError, match=r"node\(s\) \[2\] are not online"):
+        process_attrs.memory_policy_steps({"memoryPolicy": {"mode": "MPOL_BIND", "nodes": "2"}},
+                                          str(online))
