@@ -18,7 +18,8 @@ set -euo pipefail
 PREFIX=/opt/ocirt
 VENV=$PREFIX/venv
 PYTHON=/usr/bin/python3
-APT_REQUIRED=(python3-venv python3-dev busybox-static libseccomp2 libcap-ng0 sudo)
+# iproute2 (ip) and util-linux (unshare, nsenter): the tests build network and mount namespaces.
+APT_REQUIRED=(python3-venv python3-dev busybox-static libseccomp2 libcap-ng0 sudo iproute2 util-linux)
 # For benchmarks and for checking the tests against other runtimes; setup goes on without them.
 APT_OPTIONAL=(runc crun hyperfine)
 

@@ -104,6 +104,11 @@ def create(store: Store, plan: planning.ContainerPlan, foreground: bool = False)
             channel.expect("userns", "creating the user namespace")
             namespaces.write_id_maps(stage1_pid, plan.config.get("linux") or {})
             channel.send("mapped")
+        if plan.net_devices:
+            from ocirt.linux import netdevices
+
+            channel.expect("netns", "creating the network namespace")
+            run_all(netdevices.move_steps(plan.net_devices, f"/proc/{stage1_pid}/ns/net"))
         channel.send("go")
         init_pid = channel.expect("pid", "forking the container's init")["pid"]
         reap(stage1_pid)

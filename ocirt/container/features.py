@@ -66,7 +66,7 @@ def features() -> dict[str, Any]:
             "mountExtensions": {"idmap": {"enabled": False}},
             "memoryPolicy": {"modes": list(process_attrs.MEMORY_POLICY_MODES),
                              "flags": list(process_attrs.MEMORY_POLICY_FLAGS)},
-            "netDevices": {"enabled": False},
+            "netDevices": {"enabled": True},
         },
         "annotations": {"io.github.ocirt.version": __version__},
     }

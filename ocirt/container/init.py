@@ -43,6 +43,11 @@ def stage1(plan: ContainerPlan, channel: Channel, ns_fds: list[tuple[str, int]],
         namespaces.close_all(ns_fds)
         late = ns.unshare_flags() & sc.CLONE_NEWCGROUP  # its root is the cgroup we join
         sc.unshare(ns.unshare_flags() & ~late)
+        if plan.net_devices:  # the runtime moves them into our network namespace now
+            from ocirt.linux import netdevices
+
+            netdevices.check_names_free(plan.net_devices)
+            channel.send("netns")
         channel.expect("go", "stage-1")
         if late:
             sc.unshare(late)
@@ -93,6 +98,10 @@ def init(plan: ContainerPlan, channel: Channel, listener: socket.socket | None) 
                 handle.write(str(plan.oom_score_adj))
         if "network" in plan.namespaces.create:
             namespaces.loopback_up()
+        if plan.net_devices:
+            from ocirt.linux import netdevices
+
+            run_all(netdevices.setup_steps(plan.net_devices))
         run_all(plan.mount_steps)
         config = plan.config
         if hooks.hooks_of(config, "prestart") or hooks.hooks_of(config, "createRuntime"):

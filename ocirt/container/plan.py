@@ -12,7 +12,7 @@ import os
 import socket
 
 from ocirt.errors import ConfigError, UnsupportedError
-from ocirt.linux import cgroups, devices, namespaces, process_attrs, rootfs, sysctl
+from ocirt.linux import cgroups, devices, namespaces, netdevices, process_attrs, rootfs, sysctl
 from ocirt.linux import syscalls as sc
 from ocirt.linux.namespaces import NamespacePlan
 from ocirt.linux.plan import Step
@@ -39,7 +39,8 @@ class ContainerPlan:
     def __init__(self, container_id: str, bundle: str, rootfs: str, config: dict[str, Any],
                  options: Options, namespaces: NamespacePlan, cgroup: cgroups.Manager,
                  cgroup_steps: list[Step], mount_steps: list[Step], root_steps: list[Step],
-                 process: ProcessSetup | None, oom_score_adj: int | None) -> None:
+                 process: ProcessSetup | None, oom_score_adj: int | None,
+                 net_devices: list[netdevices.NetDevice] | None = None) -> None:
         self.container_id, self.bundle, self.rootfs = container_id, bundle, rootfs
         self.config, self.options, self.namespaces = config, options, namespaces
         self.cgroup, self.cgroup_steps = cgroup, cgroup_steps
@@ -47,6 +48,7 @@ class ContainerPlan:
         self.root_steps = root_steps  # pivot_root and what follows it
         # None: the config has no process (config.md: OPTIONAL, REQUIRED when start is called)
         self.process, self.oom_score_adj = process, oom_score_adj
+        self.net_devices = net_devices or []  # linux.netDevices: moved by create, set up by init
         self.terminal = bool((config.get("process") or {}).get("terminal"))
         self.console_size: dict[str, int] | None = (config.get("process") or {}).get(
             "consoleSize")
@@ -57,6 +59,9 @@ class ContainerPlan:
         sections = [
             ("cgroups (runtime, before the container's processes start)", self.cgroup_steps),
             ("namespaces (stage-1 child)", [Step(t, _noop) for t in self.namespaces.describe()]),
+            ("network devices (runtime, once the namespace exists; then init)",
+             netdevices.move_steps(self.net_devices, "/proc/<stage-1>/ns/net")
+             + netdevices.setup_steps(self.net_devices)),
             ("mounts (init, in the new mount namespace)" if self.namespaces.has("mount") else
              "mounts (init, in the runtime's mount namespace: detached on delete)",
              self.mount_steps),
@@ -86,7 +91,6 @@ UNSUPPORTED = (
     (("process", "selinuxLabel"), "SELinux labels are not supported by ocirt"),
     (("linux", "mountLabel"), "SELinux mount labels are not supported by ocirt"),
     (("linux", "intelRdt"), "Intel RDT is not supported by ocirt"),
-    (("linux", "netDevices"), "moving network devices is not supported by ocirt yet"),
 )
 
 
@@ -140,6 +144,7 @@ def build(container_id: str, bundle: str, config: dict[str, Any], options: Optio
             raise ConfigError(f"$.{key}", f"setting the {key} needs a {kind} namespace (a new "
                               "one, or one joined by path)")
 
+    net_devices = netdevices.plan(linux, ns.has("network"))
     manager = cgroups.Manager(cgroups.discover(),
                               cgroups.resolve_path(linux.get("cgroupsPath"), container_id))
     cgroup_steps = manager.steps(linux.get("resources") or {}, linux.get("devices") or [])
@@ -187,4 +192,5 @@ def build(container_id: str, bundle: str, config: dict[str, Any], options: Optio
                          config=config, options=options, namespaces=ns, cgroup=manager,
                          cgroup_steps=cgroup_steps, mount_steps=mount_steps,
                          root_steps=root_steps, process=setup,
-                         oom_score_adj=(process or {}).get("oomScoreAdj"))
+                         oom_score_adj=(process or {}).get("oomScoreAdj"),
+                         net_devices=net_devices)

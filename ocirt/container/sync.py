@@ -11,10 +11,13 @@ a socketpair made by the runtime before it forks (the ``sync`` channel)::
                    <--------------- {"userns"}          (only for a new user namespace)
   write uid_map, gid_map
   {"mapped"} ---------------------> join + unshare the other namespaces (pid, mount, ...)
+                   <--------------- {"netns"}  (only for linux.netDevices; names checked free)
+  move the devices into its netns
   {"go"} -------------------------> (now inside the cgroups) unshare the cgroup namespace
                                     fork ---------------------------> (pid 1 if a new pid ns)
                    <--------------- {"pid": N}  (host pid); exits
-  waitpid(stage-1)                                                  mounts, devices, pivot_root,
+  waitpid(stage-1)                                                  moved devices: addresses, up;
+                                                                    mounts, devices, pivot_root,
                                                                     hostname, rlimits, user,
                                                                     capabilities, chdir, lookup
                    <------------------------------------------------ {"ready"} | {"error": msg}
