@@ -72,6 +72,8 @@ def create(store: Store, plan: planning.ContainerPlan, foreground: bool = False)
         run_all(plan.cgroup_steps)
         state.cgroup = plan.cgroup.to_state()
         store.save(state)  # from now on `delete --force` can undo it, whatever happens to us
+        for mapped in plan.idmapped:  # detached idmapped mounts, for init to attach
+            mapped.prepare()
         ns_fds = namespaces.open_namespaces(plan.namespaces)
         # `run` in the foreground starts init over the sync channel, so init needs no start
         # socket, and it exits if that runtime dies before starting it (nobody else could).
@@ -96,6 +98,8 @@ def create(store: Store, plan: planning.ContainerPlan, foreground: bool = False)
         if plan.console_sock is not None:
             plan.console_sock.close()
         namespaces.close_all(ns_fds)
+        for mapped in plan.idmapped:
+            mapped.close()
 
         # Moving a task between cgroups can wait for an RCU grace period (~10 ms here): stage-1
         # meanwhile makes its namespaces, and only forks init once it is inside the cgroups.
@@ -134,6 +138,8 @@ def create(store: Store, plan: planning.ContainerPlan, foreground: bool = False)
             write_pid_file(plan.options.pid_file, init_pid)
     except BaseException as err:
         _kill_and_reap(stage1_pid, init_pid)
+        for mapped in plan.idmapped:
+            mapped.close()
         if channel is not None:
             channel.close()
         if relay_end is not None:

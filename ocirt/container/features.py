@@ -53,7 +53,7 @@ def features() -> dict[str, Any]:
         "ociVersionMax": OCI_VERSION,
         "hooks": list(KINDS),
         "mountOptions": sorted({*rootfs.MOUNT_FLAGS, *rootfs.PROPAGATION, *rootfs.RECURSIVE,
-                                *rootfs.RECURSIVE_ATIME, "tmpcopyup"}),
+                                *rootfs.RECURSIVE_ATIME, "tmpcopyup", "idmap", "ridmap"}),
         "linux": {
             "namespaces": list(namespaces.NAMESPACES),
             "capabilities": _capabilities(),
@@ -63,7 +63,7 @@ def features() -> dict[str, Any]:
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},
             "intelRdt": {"enabled": False},
-            "mountExtensions": {"idmap": {"enabled": False}},
+            "mountExtensions": {"idmap": {"enabled": True}},
             "memoryPolicy": {"modes": list(process_attrs.MEMORY_POLICY_MODES),
                              "flags": list(process_attrs.MEMORY_POLICY_FLAGS)},
             "netDevices": {"enabled": True},

@@ -90,6 +90,7 @@ def init(plan: ContainerPlan, channel: Channel, listener: socket.socket | None) 
                                       else "created"), "pid": int(os.readlink("/proc/self"))}
         if plan.console_sock is not None:
             keep.add(plan.console_sock.fileno())
+        keep.update(mapped.fd for mapped in plan.idmapped)  # attached by the mount steps
         from ocirt.linux.process import close_extra_fds
 
         close_extra_fds(process.inherited if process is not None else set(), keep)

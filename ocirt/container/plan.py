@@ -22,6 +22,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from ocirt.linux import idmap
+
 
 class Options:
     """The command line's say in how a container is built."""
@@ -40,7 +42,8 @@ class ContainerPlan:
                  options: Options, namespaces: NamespacePlan, cgroup: cgroups.Manager,
                  cgroup_steps: list[Step], mount_steps: list[Step], root_steps: list[Step],
                  process: ProcessSetup | None, oom_score_adj: int | None,
-                 net_devices: list[netdevices.NetDevice] | None = None) -> None:
+                 net_devices: list[netdevices.NetDevice] | None = None,
+                 idmapped: list[idmap.IdmappedMount] | None = None) -> None:
         self.container_id, self.bundle, self.rootfs = container_id, bundle, rootfs
         self.config, self.options, self.namespaces = config, options, namespaces
         self.cgroup, self.cgroup_steps = cgroup, cgroup_steps
@@ -49,6 +52,7 @@ class ContainerPlan:
         # None: the config has no process (config.md: OPTIONAL, REQUIRED when start is called)
         self.process, self.oom_score_adj = process, oom_score_adj
         self.net_devices = net_devices or []  # linux.netDevices: moved by create, set up by init
+        self.idmapped = idmapped or []  # detached idmapped mounts: the runtime's, before it forks
         self.terminal = bool((config.get("process") or {}).get("terminal"))
         self.console_size: dict[str, int] | None = (config.get("process") or {}).get(
             "consoleSize")
@@ -58,6 +62,8 @@ class ContainerPlan:
     def explain(self) -> str:
         sections = [
             ("cgroups (runtime, before the container's processes start)", self.cgroup_steps),
+            ("idmapped mounts (runtime, before it forks; init attaches them)",
+             [Step(mapped.describe(), mapped.prepare) for mapped in self.idmapped]),
             ("namespaces (stage-1 child)", [Step(t, _noop) for t in self.namespaces.describe()]),
             ("network devices (runtime, once the namespace exists; then init)",
              netdevices.move_steps(self.net_devices, "/proc/<stage-1>/ns/net")
@@ -74,8 +80,11 @@ class ContainerPlan:
             ]
         else:
             sections.append(("process", [Step("none in config.json: start will refuse", _noop)]))
+        optional = ("idmapped mounts", "network devices")  # shown only when the config has them
         lines = [f"plan for container {self.container_id} (bundle {self.bundle})"]
         for title, steps in sections:
+            if not steps and title.startswith(optional):
+                continue
             lines.append(f"{title}:")
             lines += [f"  {step.describe()}" for step in steps] or ["  (nothing)"]
         return "\n".join(lines)
@@ -107,10 +116,6 @@ def refuse_unsupported(config: dict[str, Any]) -> None:
                                     "the label is not applied")
                 continue
             raise UnsupportedError(f"$.{section}.{key}: {why}")
-    for index, mount in enumerate(config.get("mounts") or []):
-        if mount.get("uidMappings") or mount.get("gidMappings"):
-            raise UnsupportedError(f"$.mounts[{index}]: idmapped mounts (uidMappings/"
-                                   "gidMappings) are not supported by ocirt yet")
 
 
 def _check_shared_mount_namespace(ns: NamespacePlan, linux: dict[str, Any]) -> None:
@@ -160,8 +165,15 @@ def build(container_id: str, bundle: str, config: dict[str, Any], options: Optio
         return cgroups.mount_steps(manager, ctx, mount, parsed.flags)
 
     mounts = config.get("mounts", [])
+    idmapped = []  # prepared by the runtime before it forks
     for index, mount in enumerate(mounts):
-        mount_steps += rootfs.mount_steps(ctx, mount, index, bundle, cgroup_mount)
+        if rootfs.is_idmapped(mount):
+            mapped, steps = rootfs.idmapped_mount_steps(ctx, mount, index, bundle, linux,
+                                                        ns.has("user"))
+            idmapped.append(mapped)
+            mount_steps += steps
+        else:
+            mount_steps += rootfs.mount_steps(ctx, mount, index, bundle, cgroup_mount)
     has_devpts = any(m.get("destination") == "/dev/pts" for m in mounts)
     mount_steps += devices.device_steps(ctx, devices.devices_from_config(linux),
                                         bind_from_host=ns.has("user"), has_devpts=has_devpts)
@@ -193,4 +205,4 @@ def build(container_id: str, bundle: str, config: dict[str, Any], options: Optio
                          cgroup_steps=cgroup_steps, mount_steps=mount_steps,
                          root_steps=root_steps, process=setup,
                          oom_score_adj=(process or {}).get("oomScoreAdj"),
-                         net_devices=net_devices)
+                         net_devices=net_devices, idmapped=idmapped)

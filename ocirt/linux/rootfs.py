@@ -23,6 +23,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from ocirt.linux import idmap
+
 # option -> (clears the flag?, flag), as mount(8) and runc understand them.
 MOUNT_FLAGS: dict[str, tuple[bool, int]] = {
     "async": (True, sc.MS_SYNCHRONOUS), "atime": (True, sc.MS_NOATIME),
@@ -82,6 +84,7 @@ class MountOptions:
         self.attr_set = 0  # recursive attributes, applied with mount_setattr
         self.attr_clr = 0
         self.copy_up = False  # tmpcopyup: the tmpfs starts with what the directory held
+        self.idmap: str | None = None  # "idmap" or "ridmap" (see ocirt.linux.idmap)
 
     @property
     def is_bind(self) -> bool:
@@ -99,6 +102,8 @@ def parse_options(options: list[str]) -> MountOptions:
             result.propagation.append(PROPAGATION[option])
         elif option == "tmpcopyup":
             result.copy_up = True
+        elif option in ("idmap", "ridmap"):
+            result.idmap = option
         elif option in RECURSIVE:
             clear, attr = RECURSIVE[option]
             if clear:
@@ -242,6 +247,68 @@ def mount_steps(ctx: RootContext, mount: dict[str, Any], index: int, bundle: str
     return [Step(text, lambda: _do_mount(ctx, source, destination, fstype, options, data))]
 
 
+def is_idmapped(mount: dict[str, Any]) -> bool:
+    options = mount.get("options") or []
+    return bool(mount.get("uidMappings") or mount.get("gidMappings") or "idmap" in options
+                or "ridmap" in options)
+
+
+def idmapped_mount_steps(ctx: RootContext, mount: dict[str, Any], index: int, bundle: str,
+                         linux: dict[str, Any], has_userns: bool
+                         ) -> tuple[idmap.IdmappedMount, list[Step]]:
+    """An idmapped bind mount: what the runtime prepares (the detached, idmapped copy; see
+    ``IdmappedMount.prepare``) and init's step that attaches it at the destination."""
+    from ocirt.linux import idmap
+
+    destination: str = mount["destination"]
+    options = parse_options(mount.get("options", []))
+    source: str | None = mount.get("source")
+    if not (options.is_bind or mount.get("type") == "bind"):
+        raise ConfigError(f"$.mounts[{index}].options", "ocirt idmaps bind mounts only")
+    if not destination.startswith("/"):
+        raise ConfigError(f"$.mounts[{index}].destination",
+                          f"must be an absolute path, got {destination!r}")
+    if source is None:
+        raise ConfigError(f"$.mounts[{index}].source", "a bind mount needs a source")
+    if not source.startswith("/"):
+        source = os.path.join(bundle, source)
+    uid_maps, gid_maps = idmap.mappings(mount, index, linux, has_userns)
+    recursive_bind = bool(options.flags & sc.MS_REC)
+    mapped = idmap.IdmappedMount(source, recursive_bind, options.idmap == "ridmap" or (
+        options.idmap is None and recursive_bind), uid_maps, gid_maps, options.flags)
+    attach = Step(f"move_mount the idmapped {source} on {destination}",
+                  lambda: _attach(ctx, mapped, source, destination, options))
+    return mapped, [attach]
+
+
+def _attach(ctx: RootContext, mapped: idmap.IdmappedMount, source: str, destination: str,
+            options: MountOptions) -> None:
+    fd = ctx.target(destination, "dir" if os.path.isdir(source) else "file")
+    try:
+        mapped.attach(fd, destination)
+    except SyscallError as err:
+        raise OcirtError(f"mounting {destination!r}: {err}") from err
+    finally:
+        os.close(fd)
+    _after_mount(ctx, destination, options)
+
+
+def _after_mount(ctx: RootContext, destination: str, options: MountOptions) -> None:
+    """Propagation and recursive attributes, on the new mount (reopened: it covers the old)."""
+    if not (options.propagation or options.attr_set or options.attr_clr):
+        return
+    fd = ctx.target(destination, None)
+    try:
+        for prop in options.propagation:
+            sc.mount(None, fd_path(fd), None, prop)
+        if options.attr_set or options.attr_clr:
+            sc.mount_setattr(fd, options.attr_set, options.attr_clr)
+    except SyscallError as err:
+        raise OcirtError(f"mounting {destination!r}: {err}") from err
+    finally:
+        os.close(fd)
+
+
 def _do_mount(ctx: RootContext, source: str | None, destination: str, fstype: str | None,
               options: MountOptions, data: str | None) -> None:
     create = "dir"
@@ -268,17 +335,11 @@ def _do_mount(ctx: RootContext, source: str | None, destination: str, fstype: st
             _mount_copy_up(ctx, destination, fd, source or fstype or "none", fstype, flags, data)
         else:
             sc.mount(source or fstype or "none", target, fstype, flags, data)
-        if options.propagation or options.attr_set or options.attr_clr:
-            os.close(fd)
-            fd = ctx.target(destination, None)
-        for prop in options.propagation:
-            sc.mount(None, fd_path(fd), None, prop)
-        if options.attr_set or options.attr_clr:
-            sc.mount_setattr(fd, options.attr_set, options.attr_clr)
     except SyscallError as err:
         raise OcirtError(f"mounting {destination!r}: {err}") from err
     finally:
         os.close(fd)
+    _after_mount(ctx, destination, options)
 
 
 def _mount_copy_up(ctx: RootContext, destination: str, fd: int, source: str,

@@ -198,10 +198,34 @@ class _MountAttr(ctypes.Structure):
 AT_EMPTY_PATH = 0x1000
 
 
+MOUNT_ATTR_IDMAP = 0x100000
+_SYS_open_tree, _SYS_move_mount = 428, 429
+OPEN_TREE_CLONE, OPEN_TREE_CLOEXEC = 1, 0o2000000
+MOVE_MOUNT_F_EMPTY_PATH, MOVE_MOUNT_T_EMPTY_PATH = 0x4, 0x40
+
+
+def open_tree(path: str, recursive: bool) -> int:
+    """A detached copy of the mount tree at ``path`` (the first half of a bind mount)."""
+    flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (AT_RECURSIVE if recursive else 0)
+    fd: int = _syscall(ctypes.c_long(_SYS_open_tree), ctypes.c_long(AT_FDCWD), _b(path),
+                       ctypes.c_uint(flags))
+    if fd < 0:
+        raise _fail(f"open_tree({path!r}, OPEN_TREE_CLONE{'|AT_RECURSIVE' if recursive else ''})")
+    return fd
+
+
+def move_mount(from_fd: int, to_fd: int, what: str) -> None:
+    """Attach the detached mount ``from_fd`` onto the file ``to_fd`` refers to."""
+    if _syscall(ctypes.c_long(_SYS_move_mount), ctypes.c_long(from_fd), _b(""),
+                ctypes.c_long(to_fd), _b(""),
+                ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)) != 0:
+        raise _fail(f"move_mount({what})")
+
+
 def mount_setattr(fd: int, attr_set: int, attr_clr: int, recursive: bool = True,
-                  path: str = "") -> None:
+                  path: str = "", userns_fd: int = 0) -> None:
     """Change the mount at ``fd`` (and, recursively, all below it)."""
-    attr = _MountAttr(attr_set, attr_clr, 0, 0)
+    attr = _MountAttr(attr_set, attr_clr, 0, userns_fd)
     flags = (AT_RECURSIVE if recursive else 0) | AT_EMPTY_PATH
     if _syscall(ctypes.c_long(_SYS_mount_setattr), ctypes.c_long(fd), _b(path),
                 ctypes.c_uint(flags), ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr))

@@ -119,9 +119,12 @@ def test_every_listed_mount_option_is_accepted(rt, make_config, bundle, tmp_path
     assert FEATURES is not None, f"{RUNTIME_CMD} features failed or printed no JSON"
     (tmp_path / "src").mkdir()
     config = make_config(["true"])
-    config["mounts"].append({"destination": "/mnt/opts", "type": "bind",
-                             "source": str(tmp_path / "src"),
-                             "options": ["rbind", option]})
+    mount = {"destination": "/mnt/opts", "type": "bind", "source": str(tmp_path / "src"),
+             "options": ["rbind", option]}
+    if option in ("idmap", "ridmap"):  # config.md: an error without a mapping to apply
+        mount["uidMappings"] = mount["gidMappings"] = [
+            {"containerID": 0, "hostID": 1000, "size": 1}]
+    config["mounts"].append(mount)
     run_ok(rt, bundle, config)
 
 

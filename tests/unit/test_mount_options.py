@@ -23,3 +23,13 @@ def test_later_options_clear_earlier_ones() -> None:
 def test_describe_flags() -> None:
     assert rootfs.describe_flags(sc.MS_BIND | sc.MS_REC | sc.MS_RDONLY) == "rbind,ro"
     assert rootfs.describe_flags(0) == "none"
+
+
+def test_idmap_options_are_not_mount_data():
+    from ocirt.linux import rootfs
+
+    parsed = rootfs.parse_options(["rbind", "ridmap", "ro"])
+    assert parsed.idmap == "ridmap" and parsed.data == []
+    assert rootfs.is_idmapped({"options": ["bind", "idmap"]})
+    assert rootfs.is_idmapped({"options": ["bind"], "uidMappings": [{}]})
+    assert not rootfs.is_idmapped({"options": ["bind", "ro"]})
