@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from .support import parse_mountinfo_text, wait_for
+from .support import Runtime, parse_mountinfo_text, wait_for
 
 # OCI namespace type -> name under /proc/<pid>/ns
 NS_NAMES = {"pid": "pid", "mount": "mnt", "network": "net", "ipc": "ipc", "uts": "uts",
@@ -434,3 +434,55 @@ def wait_gone(pid, timeout=3.0):
     from .support import pid_alive
 
     wait_for(lambda: not pid_alive(pid), timeout, what=f"process {pid} to exit")
+
+
+# --- a namespace of the tests' own for the runtime ------------------------------------------
+
+NSENTER_OPTION = {"mnt": "--mount", "net": "--net"}
+
+
+class NamespaceHolder:
+    """A process alone in a new namespace of kind ``name`` (``mnt`` private, or ``net``), made
+    for one test with unshare and ended by pid; ``runtime(base)`` runs the runtime there."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        extra = ["--propagation", "private"] if name == "mnt" else []
+        self.proc = subprocess.Popen(["unshare", NSENTER_OPTION[name], *extra, "sleep", "600"])
+        self.pid = self.proc.pid
+        wait_for(lambda: ns_links(self.pid).get(name) != ns_links("self")[name], 3.0,
+                 what=f"the holder's {name} namespace")
+
+    def nsenter(self) -> list[str]:
+        return ["nsenter", f"{NSENTER_OPTION[self.name]}=/proc/{self.pid}/ns/{self.name}", "--"]
+
+    def runtime(self, base: Runtime) -> Runtime:
+        holder = self
+
+        class Entered(Runtime):
+            def argv(self, *args, global_opts=()):
+                return [*holder.nsenter(), *super().argv(*args, global_opts=global_opts)]
+
+        entered = Entered(base.root, base.token)
+        entered.ids = base.ids  # one list: the base's cleanup sees these IDs too
+        return entered
+
+    def end(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+
+@pytest.fixture
+def holder(holder_ns):
+    """The pid of the test's ``holder_ns`` (a NamespaceHolder fixture of the test file)."""
+    return holder_ns.pid
+
+
+@pytest.fixture
+def ns_runtime(rt, holder_ns):
+    """The runtime under test, run inside the test's ``holder_ns``; its containers are
+    force-deleted there, before the holder goes."""
+    runtime = holder_ns.runtime(rt)
+    yield runtime
+    problems = runtime.cleanup()
+    assert not problems, problems

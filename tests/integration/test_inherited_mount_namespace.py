@@ -9,16 +9,15 @@ tests fill and check is never the host's: the host guard still checks the host's
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from .feature_support import NS_NAMES, ns_links
+from . import feature_support
+from .feature_support import NS_NAMES, NamespaceHolder, ns_links
 from .support import (
     ROOT_MARKS,
-    Runtime,
     assert_nothing_left,
     bind_mount,
     requires_ocirt,
@@ -28,36 +27,17 @@ from .support import (
 pytestmark = ROOT_MARKS
 
 
-class NsenterRuntime(Runtime):
-    """The runtime under test, every call made inside the mount namespace of ``holder``."""
-
-    def __init__(self, base: Runtime, holder: int) -> None:
-        super().__init__(base.root, base.token)
-        self.ids = base.ids  # one list: the base's cleanup sees these IDs too
-        self.holder = holder
-
-    def argv(self, *args, global_opts=()):
-        return ["nsenter", f"--mount=/proc/{self.holder}/ns/mnt", "--",
-                *super().argv(*args, global_opts=global_opts)]
-
-
 @pytest.fixture
-def holder():
-    """A process alone in a private mount namespace made for this test; ended by pid."""
-    proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sleep", "600"])
-    wait_for(lambda: ns_links(proc.pid)["mnt"] != ns_links("self")["mnt"], 3.0,
-             what="the holder's mount namespace")
-    yield proc.pid
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+def holder_ns():
+    """A private mount namespace made for this test, where the runtime runs."""
+    holder = NamespaceHolder("mnt")
+    yield holder
+    holder.end()
 
 
-@pytest.fixture
-def nsrt(rt, holder):
-    runtime = NsenterRuntime(rt, holder)
-    yield runtime
-    problems = runtime.cleanup()  # inside the namespace, before the holder goes
-    assert not problems, problems
+# Fixtures of feature_support, used by name below.
+holder = feature_support.holder
+nsrt = feature_support.ns_runtime
 
 
 def mount_ids_under(holder: int, path: Path) -> dict[int, str]:

@@ -8,28 +8,15 @@ vxlan, because this kernel has it built in (dummy and veth are modules, not load
 
 from __future__ import annotations
 
-import signal
 import subprocess
 
 import pytest
 
-from .feature_support import ns_links, started
-from .support import ROOT_MARKS, Runtime, assert_nothing_left, requires_ocirt, wait_for
+from . import feature_support
+from .feature_support import NamespaceHolder, started
+from .support import ROOT_MARKS, assert_nothing_left, requires_ocirt
 
 pytestmark = [*ROOT_MARKS, requires_ocirt]  # runc 1.1 has no linux.netDevices
-
-
-class NetnsRuntime(Runtime):
-    """The runtime under test, every call made inside the network namespace of ``holder``."""
-
-    def __init__(self, base: Runtime, holder: int) -> None:
-        super().__init__(base.root, base.token)
-        self.ids = base.ids
-        self.holder = holder
-
-    def argv(self, *args, global_opts=()):
-        return ["nsenter", f"--net=/proc/{self.holder}/ns/net", "--",
-                *super().argv(*args, global_opts=global_opts)]
 
 
 def ip(pid, *args):
@@ -41,32 +28,27 @@ def ip(pid, *args):
 
 
 @pytest.fixture
-def holder():
-    """A process alone in a network namespace made for this test, with a vxlan device vx0
-    holding a permanent IPv4 and IPv6 address and a dynamic one; ended by pid."""
-    proc = subprocess.Popen(["unshare", "--net", "sleep", "600"])
+def holder_ns():
+    """A network namespace made for this test, where the runtime runs, with a vxlan device vx0
+    holding a permanent IPv4 and IPv6 address and a dynamic one."""
+    holder = NamespaceHolder("net")
     try:
-        wait_for(lambda: ns_links(proc.pid)["net"] != ns_links("self")["net"], 3.0,
-                 what="the holder's network namespace")
         made = subprocess.run(
-            ["nsenter", f"--net=/proc/{proc.pid}/ns/net", "--", "sh", "-ec",
+            [*holder.nsenter(), "sh", "-ec",
              "ip link add vx0 type vxlan id 42 dstport 4789; "
              "ip addr add 10.99.0.1/24 dev vx0; ip addr add fd00::5/64 dev vx0; "
              "ip addr add 10.98.0.1/24 dev vx0 valid_lft 300 preferred_lft 300"],
             capture_output=True, text=True, timeout=10, check=False)
         if made.returncode != 0:
             pytest.skip(f"cannot make a vxlan device here: {made.stderr.strip()}")
-        yield proc.pid
+        yield holder
     finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        holder.end()
 
 
-@pytest.fixture
-def netrt(rt, holder):
-    runtime = NetnsRuntime(rt, holder)
-    yield runtime
-    assert not runtime.cleanup()
+# Fixtures of feature_support, used by name below.
+holder = feature_support.holder
+netrt = feature_support.ns_runtime
 
 
 def with_devices(make_config, devices, network=True):
