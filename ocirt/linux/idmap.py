@@ -14,8 +14,10 @@ mapping a container's user namespace applies, so the container sees the disk's o
 from __future__ import annotations
 
 import os
+import stat
 
 from ocirt.errors import ConfigError, OcirtError, SyscallError
+from ocirt.linux import namespaces
 from ocirt.linux import syscalls as sc
 
 TYPE_CHECKING = False
@@ -60,6 +62,9 @@ class IdmappedMount:
             raise OcirtError(f"idmapped mount of {self.source!r}: {err}") from err
         finally:
             os.close(userns)
+
+    def is_dir(self) -> bool:
+        return stat.S_ISDIR(os.fstat(self.fd).st_mode)
 
     def attach(self, target_fd: int, destination: str) -> None:
         try:
@@ -107,14 +112,10 @@ def user_namespace(uid_maps: list[dict[str, int]], gid_maps: list[dict[str, int]
     try:
         if os.read(ready_r, 1) != b"1":
             raise OcirtError("idmapped mount: the helper could not make a user namespace")
-        for name, maps in (("uid_map", uid_maps), ("gid_map", gid_maps)):
-            text = "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in maps)
-            try:
-                with open(f"/proc/{pid}/{name}", "w") as handle:
-                    handle.write(text)
-            except OSError as err:
-                raise OcirtError(f"idmapped mount: writing {name} ({text.strip()!r}): "
-                                 f"{err.strerror}") from err
+        try:
+            namespaces.write_id_maps(pid, {"uidMappings": uid_maps, "gidMappings": gid_maps})
+        except OcirtError as err:
+            raise OcirtError(f"idmapped mount: {err}") from err
         return os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
     finally:
         os.close(ready_r)

@@ -224,19 +224,13 @@ def mount_steps(ctx: RootContext, mount: dict[str, Any], index: int, bundle: str
                 special: Callable[[RootContext, dict[str, Any], MountOptions], list[Step]] | None,
                 ) -> list[Step]:
     """The steps for one entry of config.json ``mounts``."""
-    destination: str = mount["destination"]
-    if not destination.startswith("/"):
-        raise ConfigError(f"$.mounts[{index}].destination",
-                          f"must be an absolute path, got {destination!r}")
+    destination = _destination(mount, index)
     fstype: str | None = mount.get("type")
     options = parse_options(mount.get("options", []))
     source: str | None = mount.get("source")
     if options.is_bind or fstype == "bind":
         options.flags |= sc.MS_BIND
-        if source is None:
-            raise ConfigError(f"$.mounts[{index}].source", "a bind mount needs a source")
-        if not source.startswith("/"):
-            source = os.path.join(bundle, source)
+        source = _bind_source(mount, index, bundle)
     elif fstype == "cgroup" and special is not None:
         return special(ctx, mount, options)
     data = ",".join(options.data) or None
@@ -245,6 +239,31 @@ def mount_steps(ctx: RootContext, mount: dict[str, Any], index: int, bundle: str
             f"({describe_flags(options.flags)}{',' + data if data else ''})"
             + (f"; mount_setattr AT_RECURSIVE {','.join(recursive)}" if recursive else ""))
     return [Step(text, lambda: _do_mount(ctx, source, destination, fstype, options, data))]
+
+
+def _destination(mount: dict[str, Any], index: int) -> str:
+    destination: str = mount["destination"]
+    if not destination.startswith("/"):
+        raise ConfigError(f"$.mounts[{index}].destination",
+                          f"must be an absolute path, got {destination!r}")
+    return destination
+
+
+def _bind_source(mount: dict[str, Any], index: int, bundle: str) -> str:
+    """A bind mount's source, absolute (a relative one is relative to the bundle)."""
+    source: str | None = mount.get("source")
+    if source is None:
+        raise ConfigError(f"$.mounts[{index}].source", "a bind mount needs a source")
+    return source if source.startswith("/") else os.path.join(bundle, source)
+
+
+def _bind_target_kind(source: str, destination: str) -> str:
+    """What a bind mount's destination must be: a directory for a directory, else a file."""
+    try:
+        return "dir" if stat.S_ISDIR(os.stat(source).st_mode) else "file"
+    except OSError as err:
+        raise OcirtError(f"bind mount source {source!r} for {destination!r}: "
+                         f"{err.strerror}") from err
 
 
 def is_idmapped(mount: dict[str, Any]) -> bool:
@@ -260,18 +279,11 @@ def idmapped_mount_steps(ctx: RootContext, mount: dict[str, Any], index: int, bu
     ``IdmappedMount.prepare``) and init's step that attaches it at the destination."""
     from ocirt.linux import idmap
 
-    destination: str = mount["destination"]
     options = parse_options(mount.get("options", []))
-    source: str | None = mount.get("source")
     if not (options.is_bind or mount.get("type") == "bind"):
         raise ConfigError(f"$.mounts[{index}].options", "ocirt idmaps bind mounts only")
-    if not destination.startswith("/"):
-        raise ConfigError(f"$.mounts[{index}].destination",
-                          f"must be an absolute path, got {destination!r}")
-    if source is None:
-        raise ConfigError(f"$.mounts[{index}].source", "a bind mount needs a source")
-    if not source.startswith("/"):
-        source = os.path.join(bundle, source)
+    destination = _destination(mount, index)
+    source = _bind_source(mount, index, bundle)
     uid_maps, gid_maps = idmap.mappings(mount, index, linux, has_userns)
     recursive_bind = bool(options.flags & sc.MS_REC)
     mapped = idmap.IdmappedMount(source, recursive_bind, options.idmap == "ridmap" or (
@@ -283,7 +295,8 @@ def idmapped_mount_steps(ctx: RootContext, mount: dict[str, Any], index: int, bu
 
 def _attach(ctx: RootContext, mapped: idmap.IdmappedMount, source: str, destination: str,
             options: MountOptions) -> None:
-    fd = ctx.target(destination, "dir" if os.path.isdir(source) else "file")
+    # the detached copy says what it is: init may not be able to reach the source any more
+    fd = ctx.target(destination, "dir" if mapped.is_dir() else "file")
     try:
         mapped.attach(fd, destination)
     except SyscallError as err:
@@ -311,14 +324,7 @@ def _after_mount(ctx: RootContext, destination: str, options: MountOptions) -> N
 
 def _do_mount(ctx: RootContext, source: str | None, destination: str, fstype: str | None,
               options: MountOptions, data: str | None) -> None:
-    create = "dir"
-    if options.is_bind:
-        try:
-            if not stat.S_ISDIR(os.stat(source or "").st_mode):
-                create = "file"
-        except OSError as err:
-            raise OcirtError(f"bind mount source {source!r} for {destination!r}: "
-                             f"{err.strerror}") from err
+    create = _bind_target_kind(source or "", destination) if options.is_bind else "dir"
     fd = ctx.target(destination, create)
     try:
         target = fd_path(fd)

@@ -109,3 +109,13 @@ def test_what_cannot_be_idmapped_is_refused(rt, make_config, bundle, shared_dir,
     result = rt.fails("create", "--bundle", str(bundle(config)), cid)
     assert where in result.stderr, result
     assert_nothing_left(rt, cid)
+
+
+def test_a_file_where_init_cannot_reach_the_source(rt, make_config, bundle, open_rootfs,
+                                                   open_out, shared_dir):
+    """A file is idmapped too; init, as the container's root, cannot reach the source
+    (tmp_path is 0700), so what to attach is told by the detached copy, not the source."""
+    config = userns_config(make_config, open_rootfs, open_out, ["sleep", "100"])
+    config["mounts"].append(idmapped(shared_dir / "five", "/mnt/file", ("bind", "idmap")))
+    cid, _ = started(rt, bundle, config)
+    assert owners(cid, rt, "/mnt/file") == {"/mnt/file": ("5", "5")}
