@@ -13,13 +13,12 @@ Spoken over rtnetlink (``AF_NETLINK``/``NETLINK_ROUTE``) with ``struct``, no ext
 
 from __future__ import annotations
 
-import errno
 import os
 import socket
 import struct
 from functools import partial
 
-from ocirt.errors import ConfigError, OcirtError
+from ocirt.errors import ConfigError, OcirtError, SyscallError
 from ocirt.linux.plan import Step
 
 TYPE_CHECKING = False
@@ -27,6 +26,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 RTM_NEWLINK, RTM_NEWADDR, RTM_GETADDR = 16, 20, 22
+_RTM_NAMES = {RTM_NEWLINK: "RTM_NEWLINK", RTM_NEWADDR: "RTM_NEWADDR", RTM_GETADDR: "RTM_GETADDR"}
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP = 0x1, 0x4, 0x300
 NLM_F_EXCL, NLM_F_CREATE = 0x200, 0x400
 NLMSG_ERROR, NLMSG_DONE = 2, 3
@@ -169,9 +169,7 @@ def _request(kind: int, flags: int, payload: bytes, what: str) -> list[bytes]:
                 if reply_kind == NLMSG_ERROR:
                     (error,) = struct.unpack_from("i", body)
                     if error:
-                        code = -error
-                        name = errno.errorcode.get(code, str(code))
-                        raise OcirtError(f"{what}: {os.strerror(code)} ({name})")
+                        raise SyscallError(_RTM_NAMES[kind], -error, what)
                     return replies
                 if reply_kind == NLMSG_DONE:
                     return replies
