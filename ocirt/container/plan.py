@@ -60,14 +60,19 @@ class ContainerPlan:
         self.console_sock: socket.socket | None = None
 
     def explain(self) -> str:
-        sections = [
-            ("cgroups (runtime, before the container's processes start)", self.cgroup_steps),
-            ("idmapped mounts (runtime, before it forks; init attaches them)",
-             [Step(mapped.describe(), mapped.prepare) for mapped in self.idmapped]),
-            ("namespaces (stage-1 child)", [Step(t, _noop) for t in self.namespaces.describe()]),
-            ("network devices (runtime, once the namespace exists; then init)",
-             netdevices.move_steps(self.net_devices, "/proc/<stage-1>/ns/net")
-             + netdevices.setup_steps(self.net_devices)),
+        sections = [("cgroups (runtime, before the container's processes start)",
+                     self.cgroup_steps)]
+        if self.idmapped:
+            sections.append(("idmapped mounts (runtime, before it forks; init attaches them)",
+                             [Step(mapped.describe(), mapped.prepare)
+                              for mapped in self.idmapped]))
+        sections.append(("namespaces (stage-1 child)",
+                         [Step(t, _noop) for t in self.namespaces.describe()]))
+        if self.net_devices:
+            sections.append(("network devices (runtime, once the namespace exists; then init)",
+                             netdevices.move_steps(self.net_devices, "/proc/<stage-1>/ns/net")
+                             + netdevices.setup_steps(self.net_devices)))
+        sections += [
             ("mounts (init, in the new mount namespace)" if self.namespaces.has("mount") else
              "mounts (init, in the runtime's mount namespace: detached on delete)",
              self.mount_steps),
@@ -80,11 +85,8 @@ class ContainerPlan:
             ]
         else:
             sections.append(("process", [Step("none in config.json: start will refuse", _noop)]))
-        optional = ("idmapped mounts", "network devices")  # shown only when the config has them
         lines = [f"plan for container {self.container_id} (bundle {self.bundle})"]
         for title, steps in sections:
-            if not steps and title.startswith(optional):
-                continue
             lines.append(f"{title}:")
             lines += [f"  {step.describe()}" for step in steps] or ["  (nothing)"]
         return "\n".join(lines)
