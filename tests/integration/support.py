@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from testkit import BUSYBOX_ROOTFS, REPO, wait_for  # noqa: F401  (wait_for: for the tests)
+from testkit import BUSYBOX_ROOTFS, REPO, pid_alive, wait_for  # noqa: F401  (for the tests)
 
 TOKEN_VAR = "OCIRT_ITEST"  # in the runtime's and the container's env: finds stray processes
 
@@ -153,16 +153,6 @@ def processes_with_token(token: str) -> list[int]:
         if needle in environ.split(b"\0"):
             found.append(int(name))
     return found
-
-
-def pid_alive(pid: int) -> bool:
-    """True while ``pid`` runs (a zombie counts as gone)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            raw = handle.read()
-    except OSError:
-        return False
-    return raw[raw.rfind(b")") + 2:].split()[0] not in (b"Z", b"X")
 
 
 def proc_status(pid: int) -> dict[str, str]:

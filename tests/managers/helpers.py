@@ -33,6 +33,7 @@ import pytest
 import testkit
 
 REPO, BUSYBOX_ROOTFS = testkit.REPO, testkit.BUSYBOX_ROOTFS
+pid_alive = testkit.pid_alive
 INSTALL_SCRIPT = Path(__file__).with_name("install.sh")
 TOKEN_VAR = "OCIRT_MANAGER_TEST"
 OCIRT_BINARY = os.environ.get("OCIRT_MANAGERS_BINARY", "/usr/local/bin/ocirt")
@@ -160,16 +161,6 @@ def processes_with_token(token: str, exclude: Iterable[int] = ()) -> list[tuple[
             continue
         found.append((int(name), cmdline))
     return found
-
-
-def pid_alive(pid: int) -> bool:
-    """True while ``pid`` runs (a zombie counts as gone)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            raw = handle.read()
-    except OSError:
-        return False
-    return raw[raw.rfind(b")") + 2:].split()[0] not in (b"Z", b"X")
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition"
