@@ -6,6 +6,7 @@ import os
 
 import pytest
 
+from .feature_support import status_fields
 from .support import CONTAINER_PATH, IS_OCIRT, ROOT_MARKS, TOKEN_VAR, assert_nothing_left
 
 pytestmark = ROOT_MARKS
@@ -22,14 +23,6 @@ def run_ok(rt, bundle, config, *options, **kwargs):
     _, result = run(rt, bundle, config, *options, **kwargs)
     assert result.returncode == 0, result
     return result.stdout
-
-
-def status_fields(text):
-    fields = {}
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        fields[key] = value.split()
-    return fields
 
 
 @pytest.mark.parametrize("args,path", [
