@@ -43,7 +43,7 @@ check pytest "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests
 # A wheel and an sdist, each installed with its dependencies into a fresh venv, run a container.
 check wheel bash scripts/check-wheel.sh
 # The cgroup tests again, in a VM with a pure cgroup v2 kernel (this host is hybrid v1).
-check vm-cgroup-v2 bash scripts/vm/cgroup-tests.sh
+check vm-cgroup-v2 env OCIRT_VENV="$VENV" bash scripts/vm/cgroup-tests.sh
 
 if [[ ${#failed[@]} -gt 0 ]]; then
     echo "test: FAILED: ${failed[*]}" >&2
