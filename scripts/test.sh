@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
 # The project's checks, as CI runs them (.ci/run):
 #
-#   sudo bash scripts/test.sh
+#   bash scripts/test.sh            (as root; from a user account: sudo bash scripts/test.sh)
 #
 # Sets up the machine (scripts/setup.sh --no-demo), then runs ruff, mypy (strict, configured in
-# pyproject.toml) and the test suite with the venv's Python. Every check runs even when an
-# earlier one failed; the exit status is non-zero when any failed. A test run that collects no
-# test counts as a failure: CI must never pass while testing nothing.
+# pyproject.toml), the test suite with the venv's Python (which tests the checkout: python -m
+# pytest from here), and the check of the package as pip users get it (scripts/check-wheel.sh).
+# Every check runs even when an earlier one failed; the exit status is non-zero when any
+# failed. A test run that collects no test counts as a failure: CI must never pass while
+# testing nothing. OCIRT_PREFIX is passed on to setup (see scripts/setup.sh).
 set -euo pipefail
 
-VENV=/opt/ocirt/venv
+VENV=${OCIRT_PREFIX:-/opt/ocirt}/venv
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 
-[[ $EUID -eq 0 ]] || { echo "test: must run as root: sudo bash scripts/test.sh" >&2; exit 1; }
+[[ $EUID -eq 0 ]] || { echo "test: must run as root (sudo bash scripts/test.sh)" >&2; exit 1; }
 
 bash scripts/setup.sh --no-demo </dev/null
 
@@ -34,12 +36,14 @@ check() {
     fi
 }
 
-check ruff "$VENV/bin/ruff" check ocirt tests bench
+check ruff "$VENV/bin/ruff" check ocirt tests bench scripts/root-only.py
 check mypy "$VENV/bin/mypy"
-check mypy-bench "$VENV/bin/mypy" --strict bench/bench.py
+check mypy-scripts "$VENV/bin/mypy" --strict bench/bench.py scripts/root-only.py
 check pytest "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests
+# A wheel and an sdist, each installed with its dependencies into a fresh venv, run a container.
+check wheel bash scripts/check-wheel.sh
 # The cgroup tests again, in a VM with a pure cgroup v2 kernel (this host is hybrid v1).
-check vm-cgroup-v2 bash scripts/vm/cgroup-tests.sh
+check vm-cgroup-v2 env OCIRT_VENV="$VENV" bash scripts/vm/cgroup-tests.sh
 
 if [[ ${#failed[@]} -gt 0 ]]; then
     echo "test: FAILED: ${failed[*]}" >&2

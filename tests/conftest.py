@@ -4,10 +4,32 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from testkit import BUSYBOX_ROOTFS, REPO
+from testkit import BUSYBOX_ROOTFS, REPO, checkout_files
+
+
+@pytest.fixture(scope="session", autouse=True)
+def checkout_untouched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Fail the run if it leaves new files in the checkout (a test's or a tool's droppings:
+    conmon's ``oom``, hypothesis's ``.hypothesis/``); a fresh clone must stay as it was.
+
+    Hypothesis keeps its caches in the current directory unless told otherwise: here, in the
+    session's temporary directory."""
+    saved = os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY")
+    os.environ["HYPOTHESIS_STORAGE_DIRECTORY"] = str(tmp_path_factory.mktemp("hypothesis"))
+    before = checkout_files()
+    yield
+    if saved is None:
+        os.environ.pop("HYPOTHESIS_STORAGE_DIRECTORY", None)
+    else:
+        os.environ["HYPOTHESIS_STORAGE_DIRECTORY"] = saved
+    new = sorted(checkout_files() - before)
+    if new:
+        pytest.fail(f"the test run wrote into the checkout {REPO}: {new[:20]} (tests must write "
+                    "only into their temporary directories)")
 
 
 @pytest.fixture(scope="session")

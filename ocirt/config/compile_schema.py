@@ -1,4 +1,4 @@
-"""Compile the JSON Schemas under ``schemas/`` into plain Python validation code.
+"""Compile the JSON Schemas under ``ocirt/config/schemas/`` into plain Python validation code.
 
 ``import jsonschema`` costs ~110 ms, too much for every ``ocirt create``; so the schemas are
 turned once into straight-line Python (``validate.py`` caches the compiled code object).

@@ -77,6 +77,21 @@ def read(pid: int, controller: str, name: str) -> str:
     return (cgroup_dir(pid, controller) / name).read_text().strip()
 
 
+def v1_weight_files(name: str) -> list[str]:
+    """The proportional-weight files a new v1 blkio cgroup gets on this kernel, seen in a probe
+    cgroup ``name`` made where containers' cgroups go and removed at once.
+
+    blkio.weight was CFQ's (gone since Linux 5.0); blkio.bfq.weight is there while BFQ is
+    built in or its module (bfq) is loaded, which an earlier run may have done or not: a test
+    must ask the kernel, not assume either."""
+    probe = cgroup_dir(os.getpid(), "blkio") / name
+    probe.mkdir()
+    try:
+        return sorted(n for n in os.listdir(probe) if n in ("blkio.weight", "blkio.bfq.weight"))
+    finally:
+        probe.rmdir()
+
+
 def block_device() -> tuple[int, int, str]:
     """A block device of this machine that root may open (major, minor, name): loop0 where
     there is one (some sandboxes forbid opening their disks), else the first disk."""

@@ -64,10 +64,13 @@ class Result:
                 f"stdout: {self.stdout[-3000:]!r}\nstderr: {self.stderr[-3000:]!r}>")
 
 
-def run(argv: Sequence[str], env: dict[str, str], timeout: float = 30,
-        input: str | None = None, pass_fds: Iterable[int] = (), cwd: str | Path | None = None
-        ) -> Result:
-    """Run a manager command to completion, its output in pipes.
+def run(argv: Sequence[str], env: dict[str, str], *, cwd: Path, timeout: float = 30,
+        input: str | None = None, pass_fds: Iterable[int] = ()) -> Result:
+    """Run a manager command to completion, its output in pipes, in ``cwd``.
+
+    ``cwd`` is the manager's private directory, never the caller's: conmon drops files (``oom``
+    when a container is OOM-killed) into the directory podman runs in, and tests never write
+    into the checkout.
 
     Pipes, not files, on purpose: a runtime that keeps its caller's stdout or stderr open after
     ``create`` returns (runc does not) makes the manager command hang, and the timeout says so.
@@ -83,9 +86,10 @@ def run(argv: Sequence[str], env: dict[str, str], timeout: float = 30,
     return Result(argv, proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
 
 
-def run_in_pty(argv: Sequence[str], env: dict[str, str], timeout: float = 30,
+def run_in_pty(argv: Sequence[str], env: dict[str, str], *, cwd: Path, timeout: float = 30,
                input: bytes = b"", size: tuple[int, int] = (33, 77)) -> tuple[int, str]:
-    """Run ``argv`` with a new pty as its controlling terminal and stdio, as from a shell.
+    """Run ``argv`` in ``cwd`` (as ``run``) with a new pty as its controlling terminal and
+    stdio, as from a shell.
 
     Returns (exit status, everything written to the terminal, without carriage returns).
     """
@@ -100,7 +104,7 @@ def run_in_pty(argv: Sequence[str], env: dict[str, str], timeout: float = 30,
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
     proc = subprocess.Popen(list(argv), env=env, stdin=slave, stdout=slave, stderr=slave,
-                            preexec_fn=controlling_terminal, close_fds=True)
+                            preexec_fn=controlling_terminal, close_fds=True, cwd=cwd)
     os.close(slave)
     if input:
         os.write(master, input)
@@ -383,7 +387,8 @@ class Podman:
 
     def __call__(self, *args: str, timeout: float = 30, input: str | None = None,
                  pass_fds: Iterable[int] = ()) -> Result:
-        return run(self.argv(*args), self.env, timeout=timeout, input=input, pass_fds=pass_fds)
+        return run(self.argv(*args), self.env, cwd=self.base, timeout=timeout, input=input,
+                   pass_fds=pass_fds)
 
     def ok(self, *args: str, **kwargs: Any) -> Result:
         result = self(*args, **kwargs)
@@ -459,7 +464,8 @@ class Containerd:
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
                 [daemon, "--config", str(self.base / "config.toml")], env=self.env,
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                cwd=self.base)
         deadline = time.monotonic() + timeout
         while True:
             if self.process.poll() is not None:
@@ -499,8 +505,8 @@ class Containerd:
 
     def ctr(self, *args: str, timeout: float = 30, input: str | None = None,
             pass_fds: Iterable[int] = ()) -> Result:
-        return run(self.ctr_argv(*args), self.env, timeout=timeout, input=input,
-                   pass_fds=pass_fds)
+        return run(self.ctr_argv(*args), self.env, cwd=self.base, timeout=timeout,
+                   input=input, pass_fds=pass_fds)
 
     def ok(self, *args: str, **kwargs: Any) -> Result:
         result = self.ctr(*args, **kwargs)

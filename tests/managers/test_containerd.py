@@ -97,7 +97,7 @@ def test_run_tty(containerd: Containerd) -> None:
     code, screen = run_in_pty(containerd.ctr_argv(*containerd.run_args(
         "--rm", "--tty", IMAGE, new_id("tty"), "sh", "-c",
         "tty; test -t 0 && echo stdin-tty; read word; echo got:$word; exit 5")),
-        containerd.env, input=b"typed\r")
+        containerd.env, cwd=containerd.base, input=b"typed\r")
     assert code == 5, screen
     lines = screen.splitlines()
     assert "/dev/pts/0" in lines, screen
@@ -161,7 +161,8 @@ def test_detached_task_exec_kill_delete(containerd: Containerd) -> None:
     assert "executable file not found in $PATH" in missing.stderr, missing
 
     code, screen = run_in_pty(containerd.ctr_argv(*containerd.exec_args(
-        container_id, "sh", "-c", "tty; exit 6", options=["--tty"])), containerd.env)
+        container_id, "sh", "-c", "tty; exit 6", options=["--tty"])), containerd.env,
+        cwd=containerd.base)
     assert code == 6, screen
     assert "/dev/pts/" in screen, screen
 

@@ -89,7 +89,7 @@ def test_run_stdin(podman: Podman) -> None:
 def test_run_tty(podman: Podman) -> None:
     code, screen = run_in_pty(podman_argv(podman, "--rm", "-t", IMAGE, "sh", "-c",
                                           "tty; test -t 0 && echo stdin-tty; exit 5"),
-                              podman.env)
+                              podman.env, cwd=podman.base)
     assert code == 5, screen
     lines = screen.splitlines()
     assert "/dev/pts/0" in lines, screen
@@ -101,7 +101,7 @@ def test_run_tty(podman: Podman) -> None:
 def test_run_tty_input(podman: Podman) -> None:
     code, screen = run_in_pty(podman_argv(podman, "--rm", "-it", IMAGE, "sh", "-c",
                                           "read word; echo got:$word"),
-                              podman.env, input=b"typed\r")
+                              podman.env, cwd=podman.base, input=b"typed\r")
     assert code == 0, screen
     assert "got:typed" in screen, screen
 
@@ -170,7 +170,8 @@ def test_detached_exec_stop_rm(podman: Podman) -> None:
     assert missing.returncode == 127, missing
 
     code, screen = run_in_pty(podman_argv(podman, "exec", "-t", name, "sh", "-c",
-                                          "tty; exit 6", command="exec"), podman.env)
+                                          "tty; exit 6", command="exec"), podman.env,
+                              cwd=podman.base)
     assert code == 6, screen
     assert screen.splitlines()[0].startswith("/dev/pts/"), screen
 

@@ -19,7 +19,7 @@ from ocirt.config import default_spec, validate
 from ocirt.errors import ConfigError
 
 REPO = Path(__file__).parents[2]
-SCHEMAS = REPO / "schemas"
+SCHEMAS = REPO / "ocirt" / "config" / "schemas"
 
 
 def cached_files(cache: Path) -> list[str]:

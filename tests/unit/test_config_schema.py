@@ -24,7 +24,7 @@ referencing = pytest.importorskip("referencing")
 from referencing.jsonschema import DRAFT7  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
-SCHEMAS = Path(__file__).parents[2] / "schemas"
+SCHEMAS = Path(__file__).parents[2] / "ocirt" / "config" / "schemas"
 Path_ = tuple[str | int, ...]
 
 
