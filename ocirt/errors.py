@@ -78,3 +78,25 @@ class ExecError(OcirtError):
 
 class UnsupportedError(OcirtError):
     """The config asks for something this kernel or host cannot do."""
+
+
+class AccessError(OcirtError):
+    """The kernel said EPERM or EACCES: what ocirt was doing, on what, and what to do."""
+
+    def __init__(self, doing: str, path: str, err: OSError, hint: str) -> None:
+        code = _errno.errorcode.get(err.errno or 0, str(err.errno))
+        super().__init__(f"{doing} {path}: {err.strerror or os.strerror(err.errno or 0)} "
+                         f"({code}): {hint}")
+        self.errno = err.errno
+
+
+def state_root_hint(root: str) -> str:
+    """What to do when the state root is out of this user's reach."""
+    who = f"uid {os.geteuid()}"
+    return (f"the state root must be a directory {who} owns: give --root one (the default "
+            "is /run/ocirt for root, $XDG_RUNTIME_DIR/ocirt otherwise), or run as the user "
+            "that created the container")
+
+
+def is_denied(err: OSError) -> bool:
+    return err.errno in (_errno.EACCES, _errno.EPERM)

@@ -13,7 +13,8 @@ from ocirt import jsonfast
 from ocirt import log as logging
 from ocirt.cli.table import Command
 from ocirt.container.state import Store
-from ocirt.errors import OcirtError, UnsupportedError
+from ocirt.errors import AccessError, OcirtError, UnsupportedError, is_denied
+from ocirt.linux.rootless import default_root
 from ocirt.log import Log
 
 TYPE_CHECKING = False
@@ -31,7 +32,7 @@ def dispatch(globals_: dict[str, Any], command: Command, values: dict[str, Any])
         if globals_.get("systemd_cgroup") and command.name in ("create", "run"):
             raise UnsupportedError("--systemd-cgroup: ocirt has no systemd cgroup driver yet; "
                                    "use the cgroupfs manager")
-        store = Store(globals_.get("root") or "/run/ocirt")
+        store = Store(globals_.get("root") or default_root())
         return HANDLERS[command.name](store, globals_, values)
     except OcirtError as err:
         return _fail(log, str(err), err, bool(globals_.get("debug")), err.exit_code)
@@ -40,9 +41,27 @@ def dispatch(globals_: dict[str, Any], command: Command, values: dict[str, Any])
     except BrokenPipeError:  # `ocirt features | head`: the reader has what it wanted
         _silence_stdout()
         return 0
+    except OSError as err:
+        if not is_denied(err):
+            return _fail(log, f"internal error: {type(err).__name__}: {err}", err,
+                         bool(globals_.get("debug")), 1)
+        # A denial no lower layer put into words: still one line that names the call's
+        # target and what to do, never "internal error".
+        where = err.filename or "(no path)"
+        return _fail(log, str(AccessError(f"{command.name}: accessing", str(where), err,
+                                          _denied_hint())), err,
+                     bool(globals_.get("debug")), 1)
     except Exception as err:
         return _fail(log, f"internal error: {type(err).__name__}: {err}", err,
                      bool(globals_.get("debug")), 1)
+
+
+def _denied_hint() -> str:
+    if os.geteuid() != 0:
+        return (f"uid {os.geteuid()} may not do this: run as root, or give this user "
+                "access (docs/rootless.md says what a rootless container can do)")
+    return "root is refused here too: check the path's mount (read-only, nosuid), the " \
+        "capability bounding set and security modules"
 
 
 def _silence_stdout() -> None:

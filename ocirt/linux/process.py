@@ -217,7 +217,14 @@ class ProcessSetup:
         if keep:
             sc.prctl(sc.PR_SET_KEEPCAPS, 1)
         try:
-            os.setgroups(self.additional_gids)
+            if not _setgroups_denied():
+                os.setgroups(self.additional_gids)
+            elif self.additional_gids:
+                raise OcirtError(f"$.process.user.additionalGids {self.additional_gids}: "
+                                 "setgroups is denied in this user namespace (its gid_map "
+                                 "was written without newgidmap: a rootless runtime mapping "
+                                 "only its own gid): map a gid range from /etc/subgid, or "
+                                 "drop additionalGids")
             os.setresgid(self.gid, self.gid, self.gid)
             os.setresuid(self.uid, self.uid, self.uid)
         except OSError as err:
@@ -311,6 +318,15 @@ def _check_interpreter(name: str, path: str) -> None:
 
 def _text(err: OSError) -> str:
     return (err.strerror or str(err)).lower()
+
+
+def _setgroups_denied() -> bool:
+    """True where the kernel refuses setgroups(2): /proc/self/setgroups says "deny"."""
+    try:
+        with open("/proc/self/setgroups", "rb") as handle:
+            return handle.read().strip() == b"deny"
+    except OSError:
+        return False
 
 
 def _setrlimit(name: str, number: int, soft: int, hard: int) -> None:

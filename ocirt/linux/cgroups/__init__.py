@@ -32,6 +32,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from ocirt.linux.cgroups.none import NoneManager
     from ocirt.linux.cgroups.ops import Op
 
 # On v2 these are files of every cgroup, not controllers listed in cgroup.controllers.
@@ -468,7 +469,8 @@ def frozen_state(saved: dict[str, Any]) -> bool:
     return False
 
 
-def mount_steps(manager: Manager, ctx: Any, mount: dict[str, Any], flags: int) -> list[Step]:
+def mount_steps(manager: Manager | NoneManager, ctx: Any, mount: dict[str, Any],
+                flags: int) -> list[Step]:
     """A ``cgroup`` mount: cgroup2 itself on a pure v2 host; otherwise a tmpfs holding a
     bind of the container's own cgroup from each hierarchy (as runc shows v1 and hybrid)."""
     from ocirt.linux import rootfs
