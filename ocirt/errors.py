@@ -92,10 +92,9 @@ class AccessError(OcirtError):
 
 def state_root_hint(root: str) -> str:
     """What to do when the state root is out of this user's reach."""
-    who = f"uid {os.geteuid()}"
-    return (f"the state root must be a directory {who} owns: give --root one (the default "
-            "is /run/ocirt for root, $XDG_RUNTIME_DIR/ocirt otherwise), or run as the user "
-            "that created the container")
+    return (f"uid {os.geteuid()} may not use the state root {root}: pass --root a directory "
+            "this user owns (the default is /run/ocirt for root, $XDG_RUNTIME_DIR/ocirt "
+            "otherwise), or run as the user that created the container")
 
 
 def is_denied(err: OSError) -> bool:

@@ -25,9 +25,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-WHY = ("ocirt runs rootless and this user may not write the cgroup the container would get "
-       "({where}), so the container gets no cgroup: remove the limit, or run where the user "
-       "owns a delegated cgroup (docs/rootless.md)")
+WHY = ("ocirt runs rootless and this user may not write {where}, where the container's "
+       "cgroup would be made, so the container gets no cgroup: remove the limit, or run where "
+       "the user owns a delegated cgroup (docs/rootless.md)")
 
 # The end of a "has no cgroup" message about a container created this way.
 NO_CGROUP = (": it was created rootless, where the user may not write the cgroup it would "
