@@ -69,8 +69,13 @@ class ContainerPlan:
             sections.append(("idmapped mounts (runtime, before it forks; init attaches them)",
                              [Step(mapped.describe(), mapped.prepare)
                               for mapped in self.idmapped]))
-        sections.append(("namespaces (stage-1 child)",
-                         [Step(t, _noop) for t in self.namespaces.describe()]))
+        ns_steps = [Step(t, _noop) for t in self.namespaces.describe()]
+        if self.namespaces.new_user:
+            from ocirt.linux import uidmap
+
+            ns_steps.append(Step(f"id maps: {uidmap.describe(self.config.get('linux') or {})}",
+                                 _noop))
+        sections.append(("namespaces (stage-1 child)", ns_steps))
         if self.net_devices:
             sections.append(("network devices (runtime, once the namespace exists; then init)",
                              netdevices.move_steps(self.net_devices, "/proc/<stage-1>/ns/net")

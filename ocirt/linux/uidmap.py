@@ -23,18 +23,16 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-# config key -> (the map file, the helper, the id the caller owns, the /etc file of ranges)
-_KINDS = (("uidMappings", "uid_map", "newuidmap", os.geteuid, "/etc/subuid"),
-          ("gidMappings", "gid_map", "newgidmap", os.getegid, "/etc/subgid"))
+# config key -> (the map file, the helper, the caller's own id, the /etc file of ranges)
+_KINDS = (("uidMappings", "uid_map", "newuidmap", "geteuid", "/etc/subuid"),
+          ("gidMappings", "gid_map", "newgidmap", "getegid", "/etc/subgid"))
+
+
+def own(getter: str) -> int:
+    """The caller's effective uid (``geteuid``) or gid (``getegid``)."""
+    value: int = getattr(os, getter)()
+    return value
 HELPER_PATH = "/usr/bin:/bin:/usr/sbin:/sbin:/usr/local/bin"
-
-
-def needs_helpers(linux: dict[str, Any]) -> list[str]:
-    """The helpers a rootless runtime needs for ``linux``'s maps (empty as root)."""
-    if os.geteuid() == 0:
-        return []
-    return [helper for key, _, helper, own, _ in _KINDS
-            if linux.get(key) and not _own_only(linux[key], own())]
 
 
 def write(pid: int, linux: dict[str, Any]) -> list[str]:
@@ -43,11 +41,11 @@ def write(pid: int, linux: dict[str, Any]) -> list[str]:
         namespaces.write_id_maps(pid, linux)
         return ["directly"]
     how = []
-    for key, name, helper, own, ranges in _KINDS:
+    for key, name, helper, getter, ranges in _KINDS:
         entries = linux.get(key) or []
         if not entries:
             continue
-        if _own_only(entries, own()):
+        if _own_only(entries, own(getter)):
             if key == "gidMappings":
                 _deny_setgroups(pid)
             namespaces.write_id_maps(pid, {key: entries})
@@ -63,9 +61,9 @@ def describe(linux: dict[str, Any]) -> str:
     if os.geteuid() == 0:
         return "the runtime writes uid_map and gid_map"
     parts = []
-    for key, name, helper, own, _ in _KINDS:
+    for key, name, helper, getter, _ in _KINDS:
         if linux.get(key):
-            if _own_only(linux[key], own()):
+            if _own_only(linux[key], own(getter)):
                 extra = " (after setgroups deny)" if key == "gidMappings" else ""
                 parts.append(f"the runtime writes {name}{extra}")
             else:
