@@ -99,3 +99,15 @@ def state_root_hint(root: str) -> str:
 
 def is_denied(err: OSError) -> bool:
     return err.errno in (_errno.EACCES, _errno.EPERM)
+
+
+def access_hint(err: OSError, what: str = "a path") -> str:
+    """``": <what to do>"`` for a denial, empty otherwise: appended to an error's text."""
+    if not is_denied(err):
+        return ""
+    from ocirt.linux.rootless import host_uid, running_rootless
+
+    if running_rootless():
+        return (f": uid {host_uid()} may not reach it: use {what} this user may use, or "
+                "give the user access (docs/rootless.md)")
+    return ": denied to root too: check the mount (read-only, nosuid) and security modules"

@@ -6,6 +6,7 @@ an unexpected exception too, with its traceback only under ``--debug``.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 
@@ -13,7 +14,7 @@ from ocirt import jsonfast
 from ocirt import log as logging
 from ocirt.cli.table import Command
 from ocirt.container.state import Store
-from ocirt.errors import AccessError, OcirtError, UnsupportedError, is_denied
+from ocirt.errors import OcirtError, UnsupportedError, access_hint, is_denied
 from ocirt.linux.rootless import default_root
 from ocirt.log import Log
 
@@ -47,21 +48,13 @@ def dispatch(globals_: dict[str, Any], command: Command, values: dict[str, Any])
                          bool(globals_.get("debug")), 1)
         # A denial no lower layer put into words: still one line that names the call's
         # target and what to do, never "internal error".
-        where = err.filename or "(no path)"
-        return _fail(log, str(AccessError(f"{command.name}: accessing", str(where), err,
-                                          _denied_hint())), err,
-                     bool(globals_.get("debug")), 1)
+        code = errno.errorcode.get(err.errno or 0, str(err.errno))
+        text = (f"{command.name}: {err.strerror} ({code}) on {err.filename or '(no path)'}"
+                f"{access_hint(err)}")
+        return _fail(log, text, err, bool(globals_.get("debug")), 1)
     except Exception as err:
         return _fail(log, f"internal error: {type(err).__name__}: {err}", err,
                      bool(globals_.get("debug")), 1)
-
-
-def _denied_hint() -> str:
-    if os.geteuid() != 0:
-        return (f"uid {os.geteuid()} may not do this: run as root, or give this user "
-                "access (docs/rootless.md says what a rootless container can do)")
-    return "root is refused here too: check the path's mount (read-only, nosuid), the " \
-        "capability bounding set and security modules"
 
 
 def _silence_stdout() -> None:

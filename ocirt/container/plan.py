@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 import socket
+import stat
 
-from ocirt.errors import ConfigError, UnsupportedError
+from ocirt.errors import ConfigError, UnsupportedError, access_hint
 from ocirt.linux import cgroups, devices, namespaces, netdevices, process_attrs, rootfs, sysctl
 from ocirt.linux import syscalls as sc
 from ocirt.linux.namespaces import NamespacePlan
@@ -160,7 +161,12 @@ def build(container_id: str, bundle: str, config: dict[str, Any], options: Optio
     if "path" not in root:
         raise ConfigError("$.root.path", "is required on Linux")
     rootfs_path = os.path.join(bundle, root["path"])
-    if not os.path.isdir(rootfs_path):
+    try:
+        is_dir = stat.S_ISDIR(os.stat(rootfs_path).st_mode)
+    except OSError as err:
+        raise ConfigError("$.root.path", f"rootfs {rootfs_path!r}: {err.strerror}"
+                          f"{access_hint(err, 'a rootfs')}") from None
+    if not is_dir:
         raise ConfigError("$.root.path", f"rootfs {rootfs_path!r} is not a directory")
 
     ns = namespaces.plan_namespaces(linux)

@@ -24,6 +24,7 @@ from ocirt.errors import (
     ContainerNotFound,
     InvalidID,
     OcirtError,
+    access_hint,
     is_denied,
     state_root_hint,
 )
@@ -300,4 +301,5 @@ def write_pid_file(path: str, pid: int) -> None:
     try:
         write_atomic(path, str(pid).encode(), 0o644)
     except OSError as err:
-        raise OcirtError(f"writing pid file {path}: {err.strerror}") from err
+        raise OcirtError(f"writing pid file {path}: {err.strerror}"
+                         f"{access_hint(err, 'a pid file in a directory')}") from err

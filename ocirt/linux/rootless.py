@@ -38,6 +38,20 @@ def running_rootless() -> bool:
     return _cached
 
 
+def host_uid() -> int:
+    """Our effective uid as the host sees it (through the user namespaces' uid maps)."""
+    uid = os.geteuid()
+    try:
+        with open("/proc/self/uid_map", "rb") as handle:
+            for line in handle:
+                inside, outside, count = (int(field) for field in line.split())
+                if inside <= uid < inside + count:
+                    return outside + uid - inside
+    except (OSError, ValueError):
+        pass
+    return uid
+
+
 def default_root() -> str:
     """The state root when ``--root`` is not given: runc's ``XDG_RUNTIME_DIR`` rule."""
     runtime_dir = os.environ.get("XDG_RUNTIME_DIR", "")

@@ -6,6 +6,7 @@ read. Never a traceback, never "internal error" (``UserRuntime.fails`` checks bo
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -124,3 +125,42 @@ def test_state_root_the_user_cannot_read(urt, rootless_user, unreadable_root, ar
     if IS_OCIRT:
         assert str(root) in text and "--root" in text and "EACCES" in text, result
     assert os.listdir(unreadable_root) == []
+
+
+@pytest.mark.parametrize("case", ["config", "pid_file", "console_socket", "bind_source",
+                                  "rootfs", "hook"])
+def test_denied_paths_are_one_line(urt, rootless_user, unreadable_root, case):
+    """Whatever the user may not reach (root's 0700 directory) is named in one line: never an
+    internal error or a traceback, and nothing is left behind."""
+    config = rootless_config(rootless_user, urt.space.rootfs, ["true"], urt.token)
+    bundle = urt.bundle(config)
+    hidden = unreadable_root / "thing"
+    hidden.mkdir(exist_ok=True)
+    extra: list[str] = []
+    if case == "config":
+        bundle = unreadable_root
+        (bundle / "config.json").write_text(json.dumps(config))
+    elif case == "pid_file":
+        extra = ["--pid-file", str(hidden / "pid")]
+    elif case == "console_socket":
+        config["process"]["terminal"] = True
+        extra = ["--console-socket", str(hidden / "sock")]
+    elif case == "bind_source":
+        config["mounts"].append({"destination": "/mnt", "type": "bind", "source": str(hidden),
+                                 "options": ["rbind"]})
+    elif case == "rootfs":
+        config["root"]["path"] = str(hidden)
+    elif case == "hook":
+        config["hooks"] = {"prestart": [{"path": str(hidden / "hook")}]}
+    if case != "config":
+        (bundle / "config.json").write_text(json.dumps(config))
+    command = "create" if case in ("pid_file", "console_socket") else "run"
+    cid = urt.new_id(case)
+    result = urt.fails(command, "--bundle", str(bundle), *extra, cid)
+    text = _one_line(result)
+    assert "permission denied" in text.lower(), result
+    if IS_OCIRT:
+        assert str(unreadable_root) in text, result
+        if case != "hook":  # the hook's own exit status says it
+            assert f"uid {rootless_user.uid} may not reach it" in text, result
+    assert urt.left() == []
