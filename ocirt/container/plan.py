@@ -186,7 +186,7 @@ def build(container_id: str, bundle: str, config: dict[str, Any], options: Optio
     if rootless:  # no cgroup the user may write: none (runc's rule; docs/rootless.md)
         from ocirt.linux.cgroups import none
 
-        manager = none.choose(full, rootless)
+        manager = none.choose(full, rootless, linux.get("resources"))
     cgroup_steps = manager.steps(linux.get("resources") or {}, linux.get("devices") or [])
 
     ctx = rootfs.RootContext(os.path.realpath(rootfs_path))

@@ -207,12 +207,21 @@ def as_user(user: RootlessUser, space: Workspace, argv: Sequence[str], token: st
 
 def run_as_user(user: RootlessUser, space: Workspace, argv: Sequence[str], token: str,
                 timeout: float = 20, cwd: Path | None = None, stdin: Any = subprocess.DEVNULL,
-                extra_env: dict[str, str] | None = None) -> Result:
+                extra_env: dict[str, str] | None = None, cgroups: Sequence[str] = ()
+                ) -> Result:
+    """``argv`` as the user; ``cgroups``: cgroup.procs files it starts in (root moves it)."""
     full = as_user(user, space, argv, token, extra_env)
+
+    def join() -> None:
+        for procs in cgroups:
+            with open(procs, "w") as handle:
+                handle.write(str(os.getpid()))
+
     # Files, not pipes: a detached container keeps the runtime's stdio.
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         proc = subprocess.run(full, stdin=stdin, stdout=out, stderr=err, cwd=cwd,
-                              timeout=timeout, check=False)
+                              timeout=timeout, check=False,
+                              preexec_fn=join if cgroups else None)
         out.seek(0)
         err.seek(0)
         return Result(full, proc.returncode, out.read().decode(errors="replace"),
@@ -227,6 +236,7 @@ class UserRuntime:
         self.command = space.runtime_command()
         self.root = space.runtime_dir / RUNTIME_NAME  # runc's rule: $XDG_RUNTIME_DIR/<name>
         self.ids: list[str] = []
+        self.cgroups: list[str] = []  # cgroup.procs files every command starts in
 
     def new_id(self, name: str = "c") -> str:
         container_id = f"rl-{name}-{os.urandom(4).hex()}"
@@ -236,7 +246,8 @@ class UserRuntime:
     def __call__(self, *args: str, timeout: float = 20, cwd: Path | None = None,
                  global_opts: Sequence[str] = (), stdin: Any = subprocess.DEVNULL) -> Result:
         return run_as_user(self.user, self.space, [*self.command, *global_opts, *args],
-                           self.token, timeout=timeout, cwd=cwd, stdin=stdin)
+                           self.token, timeout=timeout, cwd=cwd, stdin=stdin,
+                           cgroups=self.cgroups)
 
     def ok(self, *args: str, **kwargs: Any) -> Result:
         result = self(*args, **kwargs)

@@ -191,6 +191,9 @@ class Manager:
         self.path = path
         self.dirs = {h.name: self._dir_for(h) for h in hierarchies}
         self.created: list[str] = []
+        # False for a rootless runtime in a delegated cgroup: programming the device
+        # controller needs CAP_SYS_ADMIN (v1) or BPF rights (v2) a user does not have.
+        self.device_cgroup = True
 
     def _dir_for(self, hierarchy: Hierarchy) -> str:
         if self.path.startswith("/"):
@@ -225,7 +228,7 @@ class Manager:
 
         result: list[tuple[Hierarchy, Op]] = []
         for group in opsmod.GROUPS:
-            if update and group == "devices":
+            if group == "devices" and (update or not self.device_cgroup):
                 continue
             wanted = opsmod.controllers_for(group, resources, devices, update)
             for controller in wanted:
@@ -448,6 +451,7 @@ class Manager:
         manager.path = saved["path"]
         manager.dirs = dict(saved["dirs"])
         manager.created = list(saved["created"])
+        manager.device_cgroup = True  # only create programs it
         if "hierarchies" in saved:
             manager.hierarchies = [Hierarchy.from_json(h) for h in saved["hierarchies"]]
         else:  # state written before the hierarchies were saved: infer them from the names

@@ -166,11 +166,19 @@ def writable(manager: Manager) -> str | None:
     return None
 
 
-def choose(manager: Manager, rootless: bool) -> Manager | NoneManager:
-    """The ordinary manager, unless a rootless runtime may not write its cgroups."""
+def choose(manager: Manager, rootless: bool, resources: dict[str, Any] | None = None
+           ) -> Manager | NoneManager:
+    """The ordinary manager, unless a rootless runtime may not write its cgroups. In a cgroup
+    delegated to the user, limits work but the device controller cannot be programmed without
+    root: its rules are held to what a user namespace enforces anyway (see
+    ``_check_device_rules``)."""
     if not rootless:
         return manager
     denied = writable(manager)
     if denied is None:
+        _check_device_rules((resources or {}).get("devices") or [],
+                            "a rootless runtime cannot program the device cgroup (it needs "
+                            "CAP_SYS_ADMIN on cgroup v1, BPF rights on v2)")
+        manager.device_cgroup = False
         return manager
     return NoneManager(manager.hierarchies, denied)
