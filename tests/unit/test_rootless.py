@@ -189,3 +189,17 @@ def test_a_denied_state_root_is_one_clear_error(monkeypatch, tmp_path, method, a
         getattr(store, method)(*args)
     text = str(err.value)
     assert "(EACCES)" in text and "--root" in text and str(tmp_path / "root") in text
+
+
+def test_a_delegated_cgroup_leaves_the_device_controller_alone(monkeypatch, tmp_path):
+    hierarchies = [Hierarchy(1, str(tmp_path), frozenset({"devices"}), str(tmp_path))]
+    monkeypatch.setattr(os, "access", lambda path, mode: True)
+    manager = Manager(hierarchies, "ctr")
+    chosen = nonecg.choose(manager, True, {"devices": [{"allow": False, "access": "rwm"}]})
+    assert chosen is manager and manager.device_cgroup is False
+    assert [op for _, op in manager.ops({}, [])] == []
+    with pytest.raises(ConfigError) as err:
+        nonecg.choose(Manager(hierarchies, "ctr"), True,
+                      {"devices": [{"allow": False, "type": "b", "major": 8, "minor": 0}]})
+    assert err.value.where == "$.linux.resources.devices[0]"
+    assert "CAP_SYS_ADMIN" in err.value.what
