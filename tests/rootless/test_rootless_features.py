@@ -151,3 +151,28 @@ def test_spec_rootless_config_round_trips(urt, rootless_user):
     assert "user" in kinds and "network" not in kinds
     assert "resources" not in config["linux"] or not config["linux"]["resources"].get(
         "memory")
+
+
+def test_container_root_cannot_write_the_hosts_sys_or_cgroups(urt, rootless_user):
+    """root in the container is the user on the host. Even with CAP_SYS_ADMIN and
+    CAP_DAC_OVERRIDE in its user namespace, and after remounting the bound /sys and the cgroup
+    view read-write (the kernel allows it: the host's mounts were not read-only, so the flag is
+    not locked), it cannot write a host sysfs or cgroup file: the host sees an ordinary user."""
+    config = rootless_config(rootless_user, urt.space.rootfs, ["sleep", "60"], urt.token)
+    config["mounts"].append({"destination": "/sys/fs/cgroup", "type": "cgroup",
+                             "source": "cgroup", "options": ["nosuid", "noexec", "nodev",
+                                                             "relatime", "ro"]})
+    config["process"]["capabilities"] = {kind: ["CAP_SYS_ADMIN", "CAP_DAC_OVERRIDE"] for kind
+                                         in ("bounding", "effective", "permitted")}
+    cid, _ = _running(urt, config, "attack")
+    attempts = urt("exec", cid, "sh", "-c",
+                   "mount -o remount,rw,bind /sys; for d in /sys/fs/cgroup/*; do "
+                   "mount -o remount,rw,bind $d; done; "
+                   "for f in /sys/kernel/uevent_helper /sys/kernel/mm/ksm/run "
+                   "/sys/fs/cgroup/*/cgroup.procs /sys/fs/cgroup/*/tasks "
+                   "/sys/fs/cgroup/memory/memory.limit_in_bytes; do [ -e $f ] && echo TRIED && "
+                   "(echo 1 > $f) 2>/dev/null && echo WROTE:$f; done; echo DONE")
+    assert "DONE" in attempts.stdout, attempts
+    assert "WROTE" not in attempts.stdout, attempts
+    assert attempts.stdout.count("TRIED") >= 3, attempts  # the files were there to attack
+    urt.ok("delete", "--force", cid)
