@@ -8,13 +8,13 @@ process of the container; without a ``ps`` program a plain PID/CMD table is prin
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 
 from ocirt.container.state import Status, Store
 from ocirt.errors import OcirtError
 from ocirt.linux import cgroups
+from ocirt.linux.cgroups.none import pid_namespace_members
 
 
 def container_pids(store: Store, container_id: str) -> list[int]:
@@ -25,25 +25,6 @@ def container_pids(store: Store, container_id: str) -> list[int]:
             return []
         return pid_namespace_members(state.pid)
     return cgroups.Manager.from_state(state.cgroup).pids()
-
-
-def pid_namespace_members(init_pid: int) -> list[int]:
-    """``init_pid`` and, when it has a pid namespace of its own, every process in it."""
-    try:
-        wanted = os.readlink(f"/proc/{init_pid}/ns/pid")
-        if wanted == os.readlink("/proc/self/ns/pid"):
-            return [init_pid]  # the host's pid namespace: only init is known to be ours
-    except OSError:
-        return [init_pid]
-    found = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                if os.readlink(f"/proc/{name}/ns/pid") == wanted:
-                    found.append(int(name))
-            except OSError:
-                continue
-    return sorted(found)
 
 
 def ps(store: Store, container_id: str, fmt: str = "table", ps_args: list[str] | None = None

@@ -209,3 +209,27 @@ def test_hooks_run_as_the_user(urt, rootless_user):
     for kind in ("prestart", "createRuntime", "poststart", "poststop"):
         assert (out / kind).read_text().split() == [str(rootless_user.uid)], kind
     wait_for(lambda: not (urt.root / cid).exists(), 5.0, what=f"{RUNTIME_NAME} to delete")
+
+
+@requires_ocirt  # runc 1.1.5's kill --all needs the container's cgroup: "lstat : no such file"
+def test_kill_all_reaches_every_process_without_a_cgroup(urt, rootless_user):
+    out = urt.space.new_dir("killall")
+    config = rootless_config(rootless_user, urt.space.rootfs, ["sleep", "60"], urt.token)
+    config["mounts"].append({"destination": "/mnt", "type": "bind", "source": str(out),
+                             "options": ["rbind", "rw"]})
+    cid = urt.new_id("killall")
+    urt.ok("run", "-d", "--bundle", str(urt.bundle(config)), cid)
+    trap = ("trap 'touch /mnt/got-usr1; exit 0' USR1; touch /mnt/ready; "
+            "while :; do sleep 0.05; done")
+    exec_run = subprocess.Popen(as_user(urt.user, urt.space,
+                                        [*urt.command, "exec", cid, "sh", "-c", trap],
+                                        urt.token),
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: (out / "ready").exists(), 5.0, what="the exec'd process to start")
+        urt.ok("kill", "--all", cid, "USR1")
+        wait_for(lambda: (out / "got-usr1").exists(), 5.0,
+                 what="the exec'd process to get SIGUSR1")
+    finally:
+        urt.ok("delete", "--force", cid)
+        exec_run.wait(10)

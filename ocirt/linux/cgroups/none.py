@@ -97,6 +97,26 @@ class NoneManager:
                                 + WHY.format(where=self.reason))
 
 
+def pid_namespace_members(init_pid: int) -> list[int]:
+    """``init_pid`` and, when it has a pid namespace of its own, every process in it: what a
+    container without a cgroup has (``ps``, ``kill --all``)."""
+    try:
+        wanted = os.readlink(f"/proc/{init_pid}/ns/pid")
+        if wanted == os.readlink("/proc/self/ns/pid"):
+            return [init_pid]  # the host's pid namespace: only init is known to be ours
+    except OSError:
+        return [init_pid]
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                if os.readlink(f"/proc/{name}/ns/pid") == wanted:
+                    found.append(int(name))
+            except OSError:
+                continue
+    return sorted(found)
+
+
 def _noop() -> None:
     pass
 
