@@ -18,6 +18,7 @@ tests), else that copy of ocirt.
 
 from __future__ import annotations
 
+import compileall
 import grp
 import json
 import os
@@ -175,6 +176,9 @@ class Workspace:
         for name in ("ocirt", "schemas"):  # the package, and the schemas it finds beside it
             shutil.copytree(REPO / name, package / name,
                             ignore=shutil.ignore_patterns("__pycache__"))
+        # Byte-compiled now: the user cannot write __pycache__ there, and compiling every
+        # module on every call would be most of each command's time.
+        compileall.compile_dir(str(package / "ocirt"), quiet=1)
         paths = [str(package), sysconfig.get_paths()["purelib"]]
         launcher = self.base / "bin" / "ocirt"
         launcher.parent.mkdir()
