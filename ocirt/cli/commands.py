@@ -15,7 +15,6 @@ from ocirt import log as logging
 from ocirt.cli.table import Command
 from ocirt.container.state import Store
 from ocirt.errors import OcirtError, UnsupportedError, access_hint, is_denied
-from ocirt.linux.rootless import default_root
 from ocirt.log import Log
 
 TYPE_CHECKING = False
@@ -33,7 +32,12 @@ def dispatch(globals_: dict[str, Any], command: Command, values: dict[str, Any])
         if globals_.get("systemd_cgroup") and command.name in ("create", "run"):
             raise UnsupportedError("--systemd-cgroup: ocirt has no systemd cgroup driver yet; "
                                    "use the cgroupfs manager")
-        store = Store(globals_.get("root") or default_root())
+        root = globals_.get("root")
+        if not root:
+            from ocirt.linux.rootless import default_root
+
+            root = default_root()
+        store = Store(root)
         return HANDLERS[command.name](store, globals_, values)
     except OcirtError as err:
         return _fail(log, str(err), err, bool(globals_.get("debug")), err.exit_code)
