@@ -203,3 +203,22 @@ def test_a_delegated_cgroup_leaves_the_device_controller_alone(monkeypatch, tmp_
                       {"devices": [{"allow": False, "type": "b", "major": 8, "minor": 0}]})
     assert err.value.where == "$.linux.resources.devices[0]"
     assert "CAP_SYS_ADMIN" in err.value.what
+
+
+def test_a_denial_no_layer_worded_is_still_one_line_not_an_internal_error(monkeypatch, capsys):
+    from ocirt.cli import commands
+    from ocirt.cli.table import COMMANDS
+
+    def handler(store, globals_, values):
+        raise PermissionError(errno.EACCES, "Permission denied", "/some/where")
+
+    monkeypatch.setitem(commands.HANDLERS, "list", handler)
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(rootless, "_cached", None)
+    command = COMMANDS["list"]
+    code = commands.dispatch({"root": "/tmp/x"}, command, {})
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1
+    assert len(err) == 1 and "internal error" not in err[0]
+    assert err[0].startswith("ocirt: list: Permission denied (EACCES) on /some/where: uid ")
+    assert "docs/rootless.md" in err[0]
