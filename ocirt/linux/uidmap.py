@@ -26,13 +26,14 @@ if TYPE_CHECKING:
 # config key -> (the map file, the helper, the caller's own id, the /etc file of ranges)
 _KINDS = (("uidMappings", "uid_map", "newuidmap", "geteuid", "/etc/subuid"),
           ("gidMappings", "gid_map", "newgidmap", "getegid", "/etc/subgid"))
+# Where the setuid helpers are looked for: fixed, not the caller's PATH.
+HELPER_PATH = "/usr/bin:/bin:/usr/sbin:/sbin:/usr/local/bin"
 
 
 def own(getter: str) -> int:
     """The caller's effective uid (``geteuid``) or gid (``getegid``)."""
     value: int = getattr(os, getter)()
     return value
-HELPER_PATH = "/usr/bin:/bin:/usr/sbin:/sbin:/usr/local/bin"
 
 
 def write(pid: int, linux: dict[str, Any]) -> list[str]:

@@ -13,9 +13,9 @@ import subprocess
 
 from integration.feature_support import UnderPty, read_to_end, read_until
 
+from .console import UserConsoleListener
 from .support import (
     RUNTIME_NAME,
-    UserConsoleListener,
     as_user,
     ns_link,
     proc_status,
