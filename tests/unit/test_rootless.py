@@ -222,3 +222,29 @@ def test_a_denial_no_layer_worded_is_still_one_line_not_an_internal_error(monkey
     assert len(err) == 1 and "internal error" not in err[0]
     assert err[0].startswith("ocirt: list: Permission denied (EACCES) on /some/where: uid ")
     assert "docs/rootless.md" in err[0]
+
+
+def test_setgroups_is_tried_before_the_proc_file_is_believed(monkeypatch):
+    """A container that mounts a fake /proc/self/setgroups ("deny") cannot make the runtime
+    skip setgroups(2) and keep its own groups: the kernel is asked first."""
+    from ocirt.linux import process
+
+    setup = process.ProcessSetup({"args": ["true"], "user": {"uid": 0, "gid": 0}}, 0)
+    calls = []
+    monkeypatch.setattr(process, "_setgroups_denied", lambda: True)
+    monkeypatch.setattr(os, "setgroups", lambda groups: calls.append(list(groups)))
+    setup._set_groups()
+    assert calls == [[]], "setgroups was called although the file says deny"
+
+    def refused(groups):
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "setgroups", refused)
+    setup._set_groups()  # really denied, nothing asked: the user's groups stay
+    setup.additional_gids = [5]
+    with pytest.raises(Exception, match="additionalGids"):
+        setup._set_groups()
+    monkeypatch.setattr(process, "_setgroups_denied", lambda: False)
+    setup.additional_gids = []
+    with pytest.raises(PermissionError):
+        setup._set_groups()
