@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 
 import pytest
 
@@ -164,3 +165,22 @@ def test_denied_paths_are_one_line(urt, rootless_user, unreadable_root, case):
         if case != "hook":  # the hook's own exit status says it
             assert f"uid {rootless_user.uid} may not reach it" in text, result
     assert urt.left() == []
+
+
+def test_without_xdg_runtime_dir_the_default_root_is_refused_in_one_line(urt, rootless_user):
+    """No XDG_RUNTIME_DIR: the default root is root's (/run/<runtime>), which the user may not
+    write: one line saying so, and what to pass instead."""
+    config = rootless_config(rootless_user, urt.space.rootfs, ["true"], urt.token)
+    argv = ["setpriv", f"--reuid={rootless_user.uid}", f"--regid={rootless_user.gid}",
+            "--init-groups", "--reset-env", "env", "-i", "PATH=/usr/bin:/bin:/usr/sbin:/sbin",
+            f"HOME={urt.space.home}", *urt.command, "run", "--bundle",
+            str(urt.bundle(config)), urt.new_id("noxdg")]
+    done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=30, check=False)
+    assert done.returncode != 0, done
+    assert "permission denied" in done.stderr.lower(), done
+    for bad in ("Traceback", "internal error", "panic"):
+        assert bad not in done.stderr, done
+    if IS_OCIRT:
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and "/run/ocirt" in lines[0] and "--root" in lines[0], done

@@ -182,6 +182,20 @@ def test_terminal_over_console_socket(urt, rootless_user):
     urt.ok("delete", cid)
 
 
+def test_exec_with_a_terminal_over_a_console_socket(urt, rootless_user):
+    config = rootless_config(rootless_user, urt.space.rootfs, ["sleep", "60"], urt.token)
+    cid = urt.new_id("exectty")
+    urt.ok("run", "-d", "--bundle", str(urt.bundle(config)), cid)
+    with UserConsoleListener(urt.space) as listener:
+        urt.ok("exec", "-t", "-d", "--console-socket", listener.path, cid, "sh", "-c",
+               "tty; read line; echo \"got:$line\"")
+        master = listener.receive()
+        os.write(master, b"via exec\n")
+        output = read_to_end(master, 5.0).replace(b"\r", b"")
+    assert b"/dev/pts/" in output and b"got:via exec\n" in output, output
+    urt.ok("delete", "--force", cid)
+
+
 def test_run_in_the_foreground_with_a_terminal(urt, rootless_user):
     config = rootless_config(rootless_user, urt.space.rootfs,
                              ["sh", "-c", "echo ready; read line; echo \"got:$line\"; exit 7"],
