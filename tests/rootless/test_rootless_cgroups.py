@@ -15,6 +15,9 @@ import pytest
 
 from .support import rootless_config, wait_for
 
+# The session makes the unprivileged user: it needs root (the tests then run as that user).
+pytestmark = pytest.mark.root
+
 
 def _hierarchies() -> list[tuple[Path, str]]:
     """(mount point, our own path in it) of each cgroup hierarchy this process is in."""

@@ -14,6 +14,9 @@ import pytest
 
 from .support import IS_OCIRT, requires_ocirt, rootless_config
 
+# The session makes the unprivileged user: it needs root (the tests then run as that user).
+pytestmark = pytest.mark.root
+
 
 def _one_line(result) -> str:
     lines = [line for line in result.stderr.splitlines() if line.strip()]

@@ -10,7 +10,12 @@ import json
 import os
 import resource
 
+import pytest
+
 from .support import proc_status, requires_ocirt, rootless_config
+
+# The session makes the unprivileged user: it needs root (the tests then run as that user).
+pytestmark = pytest.mark.root
 
 SECCOMP_ERRNO_MKDIR = {
     "defaultAction": "SCMP_ACT_ALLOW",

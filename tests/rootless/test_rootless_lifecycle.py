@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 
+import pytest
 from integration.feature_support import UnderPty, read_to_end, read_until
 
 from .console import UserConsoleListener
@@ -23,6 +24,9 @@ from .support import (
     rootless_config,
     wait_for,
 )
+
+# The session makes the unprivileged user: it needs root (the tests then run as that user).
+pytestmark = pytest.mark.root
 
 
 def _own_cgroups(pid: int | str) -> str:

@@ -35,6 +35,9 @@ from .support import (
     wait_for,
 )
 
+# The session makes the unprivileged user: it needs root (the tests then run as that user).
+pytestmark = pytest.mark.root
+
 IMAGE = "localhost/ocirt-rootless:test"
 RUNTIMES = ("ocirt", "runc") if IS_OCIRT else (RUNTIME_NAME,)
 CONTAINERS_CONF = """\
