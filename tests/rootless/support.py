@@ -173,9 +173,8 @@ class Workspace:
 
     def _launcher(self) -> Path:
         package = self.base / "pkg"
-        for name in ("ocirt", "schemas"):  # the package, and the schemas it finds beside it
-            shutil.copytree(REPO / name, package / name,
-                            ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(REPO / "ocirt", package / "ocirt",  # the schemas are inside it
+                        ignore=shutil.ignore_patterns("__pycache__"))
         # Byte-compiled now: the user cannot write __pycache__ there, and compiling every
         # module on every call would be most of each command's time.
         compileall.compile_dir(str(package / "ocirt"), quiet=1)
