@@ -187,7 +187,8 @@ def test_interactive(podman):
 def test_tty(podman):
     argv = podman.argv(*run_args("--rm", "-t", IMAGE, "sh", "-c",
                                  "tty; stty size; exit 4"))
-    code, output = run_in_pty(argv, {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, timeout=60,
+    code, output = run_in_pty(argv, {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+                              cwd=podman.base, timeout=60,
                               size=(30, 90))
     assert code == 4, output
     assert "/dev/pts/0" in output, output
