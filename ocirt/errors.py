@@ -78,3 +78,36 @@ class ExecError(OcirtError):
 
 class UnsupportedError(OcirtError):
     """The config asks for something this kernel or host cannot do."""
+
+
+class AccessError(OcirtError):
+    """The kernel said EPERM or EACCES: what ocirt was doing, on what, and what to do."""
+
+    def __init__(self, doing: str, path: str, err: OSError, hint: str) -> None:
+        code = _errno.errorcode.get(err.errno or 0, str(err.errno))
+        super().__init__(f"{doing} {path}: {err.strerror or os.strerror(err.errno or 0)} "
+                         f"({code}): {hint}")
+        self.errno = err.errno
+
+
+def state_root_hint(root: str) -> str:
+    """What to do when the state root is out of this user's reach."""
+    return (f"uid {os.geteuid()} may not use the state root {root}: pass --root a directory "
+            "this user owns (the default is /run/ocirt for root, $XDG_RUNTIME_DIR/ocirt "
+            "otherwise), or run as the user that created the container")
+
+
+def is_denied(err: OSError) -> bool:
+    return err.errno in (_errno.EACCES, _errno.EPERM)
+
+
+def access_hint(err: OSError, what: str = "a path") -> str:
+    """``": <what to do>"`` for a denial, empty otherwise: appended to an error's text."""
+    if not is_denied(err):
+        return ""
+    from ocirt.linux.rootless import host_uid, running_rootless
+
+    if running_rootless():
+        return (f": uid {host_uid()} may not reach it: use {what} this user may use, or "
+                "give the user access (docs/rootless.md)")
+    return ": denied to root too: check the mount (read-only, nosuid) and security modules"

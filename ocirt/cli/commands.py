@@ -6,6 +6,7 @@ an unexpected exception too, with its traceback only under ``--debug``.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 
@@ -13,7 +14,7 @@ from ocirt import jsonfast
 from ocirt import log as logging
 from ocirt.cli.table import Command
 from ocirt.container.state import Store
-from ocirt.errors import OcirtError, UnsupportedError
+from ocirt.errors import OcirtError, UnsupportedError, access_hint, is_denied
 from ocirt.log import Log
 
 TYPE_CHECKING = False
@@ -31,7 +32,12 @@ def dispatch(globals_: dict[str, Any], command: Command, values: dict[str, Any])
         if globals_.get("systemd_cgroup") and command.name in ("create", "run"):
             raise UnsupportedError("--systemd-cgroup: ocirt has no systemd cgroup driver yet; "
                                    "use the cgroupfs manager")
-        store = Store(globals_.get("root") or "/run/ocirt")
+        root = globals_.get("root")
+        if not root:
+            from ocirt.linux.rootless import default_root
+
+            root = default_root()
+        store = Store(root)
         return HANDLERS[command.name](store, globals_, values)
     except OcirtError as err:
         return _fail(log, str(err), err, bool(globals_.get("debug")), err.exit_code)
@@ -40,6 +46,16 @@ def dispatch(globals_: dict[str, Any], command: Command, values: dict[str, Any])
     except BrokenPipeError:  # `ocirt features | head`: the reader has what it wanted
         _silence_stdout()
         return 0
+    except OSError as err:
+        if not is_denied(err):
+            return _fail(log, f"internal error: {type(err).__name__}: {err}", err,
+                         bool(globals_.get("debug")), 1)
+        # A denial no lower layer put into words: still one line that names the call's
+        # target and what to do, never "internal error".
+        code = errno.errorcode.get(err.errno or 0, str(err.errno))
+        text = (f"{command.name}: {err.strerror} ({code}) on {err.filename or '(no path)'}"
+                f"{access_hint(err)}")
+        return _fail(log, text, err, bool(globals_.get("debug")), 1)
     except Exception as err:
         return _fail(log, f"internal error: {type(err).__name__}: {err}", err,
                      bool(globals_.get("debug")), 1)

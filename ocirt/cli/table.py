@@ -32,16 +32,17 @@ class Command:
 
 
 GLOBAL_OPTS = (
-    Opt(("--root",), "root", "str", "/run/ocirt", "root directory for container state",
-        "DIR"),
+    Opt(("--root",), "root", "str", None, "root directory for container state (default: "
+        "/run/ocirt; $XDG_RUNTIME_DIR/ocirt when not root)", "DIR"),
     Opt(("--log",), "log", "str", None, "write log lines (and errors) to FILE", "FILE"),
     Opt(("--log-format",), "log_format", "str", "text", "log format: text or json", "FORMAT",
         ("text", "json")),
     Opt(("--debug",), "debug", help="debug logging, and a traceback with any error"),
     Opt(("--systemd-cgroup",), "systemd_cgroup",
         help="use systemd for cgroups (not supported yet: refused)"),
-    Opt(("--rootless",), "rootless", "str", "auto", "ignore cgroup permission errors "
-        "(accepted for runc compatibility)", "VALUE"),
+    Opt(("--rootless",), "rootless", "str", "auto", "accepted for runc compatibility: "
+        "ocirt decides by itself (not root, or in a user namespace: see docs/rootless.md)",
+        "VALUE"),
     Opt(("--criu",), "criu", "str", None, "accepted for runc compatibility, unused", "PATH"),
 )
 

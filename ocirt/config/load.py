@@ -12,7 +12,7 @@ import os
 
 from ocirt import jsonfast
 from ocirt.config.validate import validate_config
-from ocirt.errors import ConfigError
+from ocirt.errors import ConfigError, access_hint
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -40,7 +40,8 @@ def load_config(bundle_dir: str) -> dict[str, Any]:
     except OSError as err:
         code = err.errno or 0
         name = errno.errorcode.get(code, str(code))
-        raise ConfigError("cannot read", f"{err.strerror} ({name})", path) from None
+        raise ConfigError("cannot read", f"{err.strerror} ({name}){access_hint(err, 'a bundle')}",
+                          path) from None
     return parse_config(data, path)
 
 

@@ -25,7 +25,7 @@ from ocirt.container.state import (
 )
 from ocirt.container.sync import Channel, reap
 from ocirt.errors import ConfigError, OcirtError
-from ocirt.linux import console, hostmounts, namespaces
+from ocirt.linux import console, hostmounts, namespaces, uidmap
 from ocirt.linux import syscalls as sc
 from ocirt.linux.plan import run_all
 
@@ -58,7 +58,7 @@ def create(store: Store, plan: planning.ContainerPlan, foreground: bool = False)
     sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
     lock = store.create(plan.container_id)
     state = ContainerState(id=plan.container_id, bundle=plan.bundle, rootfs=plan.rootfs,
-                           created=_now(), owner="root",
+                           created=_now(), owner=_owner(),
                            annotations=dict(plan.config.get("annotations") or {}),
                            cgroup=plan.cgroup.to_state(), config=plan.config)
     channel: Channel | None = None
@@ -106,7 +106,7 @@ def create(store: Store, plan: planning.ContainerPlan, foreground: bool = False)
         plan.cgroup.add(stage1_pid)
         if plan.namespaces.new_user:
             channel.expect("userns", "creating the user namespace")
-            namespaces.write_id_maps(stage1_pid, plan.config.get("linux") or {})
+            uidmap.write(stage1_pid, plan.config.get("linux") or {})
             channel.send("mapped")
         if plan.net_devices:
             from ocirt.linux import netdevices
@@ -168,6 +168,16 @@ def _detach_mounts(made: list[hostmounts.Mount]) -> None:
     if problems:
         raise OcirtError("could not detach the mounts made in the runtime's mount namespace: "
                          + "; ".join(problems))
+
+
+def _owner() -> str:
+    """The user creating the container, by name as `list` shows it (runc's OWNER)."""
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return str(os.geteuid())
 
 
 def _now() -> str:

@@ -15,6 +15,7 @@ import time
 from ocirt.container.state import Status, Store
 from ocirt.errors import OcirtError
 from ocirt.linux import cgroups
+from ocirt.linux.cgroups.none import NO_CGROUP
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ def events(store: Store, container_id: str, interval: float = 5.0, stats_only: b
     if state.current_status() is Status.STOPPED:
         raise OcirtError(f"container with id {container_id} is not running")
     if not state.cgroup:
-        raise OcirtError(f"container {container_id} has no cgroup")
+        raise OcirtError(f"container {container_id} has no cgroup to read{NO_CGROUP}")
     manager = cgroups.Manager.from_state(state.cgroup)
     if stats_only:
         print(_line("stats", container_id, manager.stats()), file=out, flush=True)

@@ -33,9 +33,16 @@ def stage1(plan: ContainerPlan, channel: Channel, ns_fds: list[tuple[str, int]],
         ns = plan.namespaces
         namespaces.join(ns_fds, only={"user"})
         if ns.new_user:
+            # A runtime without root writes our maps (or has newuidmap write them) through
+            # our /proc files, which belong to root while we are not dumpable (runc does this).
+            unprivileged = os.geteuid() != 0
+            if unprivileged:
+                sc.prctl(sc.PR_SET_DUMPABLE, 1)
             sc.unshare(sc.CLONE_NEWUSER)
             channel.send("userns")
             channel.expect("mapped", "stage-1")
+            if unprivileged:
+                sc.prctl(sc.PR_SET_DUMPABLE, 0)
         if ns.has("user"):
             os.setresgid(0, 0, 0)
             os.setresuid(0, 0, 0)

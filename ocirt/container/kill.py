@@ -41,6 +41,11 @@ def kill(store: Store, container_id: str, signum: int, all_processes: bool = Fal
             return
         if not status.can_kill:
             raise NotRunning()
+        if all_processes:  # no cgroup (rootless): every process of its pid namespace
+            from ocirt.linux.cgroups.none import pid_namespace_members
+
+            _signal(pid_namespace_members(state.pid), signum)
+            return
         _signal([state.pid], signum)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from ocirt.container.state import Store
 from ocirt.errors import NotRunning, StateError
 from ocirt.linux import cgroups
+from ocirt.linux.cgroups.none import NO_CGROUP
 
 
 def pause(store: Store, container_id: str) -> None:
@@ -18,7 +19,7 @@ def pause(store: Store, container_id: str) -> None:
         if not state.current_status().can_pause:
             raise NotRunning()
         if not state.cgroup:
-            raise StateError(f"container {container_id} has no cgroup to freeze")
+            raise StateError(f"container {container_id} has no cgroup to freeze{NO_CGROUP}")
         cgroups.Manager.from_state(state.cgroup).freeze()
 
 

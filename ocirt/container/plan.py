@@ -10,19 +10,22 @@ from __future__ import annotations
 
 import os
 import socket
+import stat
 
-from ocirt.errors import ConfigError, UnsupportedError
+from ocirt.errors import ConfigError, UnsupportedError, access_hint
 from ocirt.linux import cgroups, devices, namespaces, netdevices, process_attrs, rootfs, sysctl
 from ocirt.linux import syscalls as sc
 from ocirt.linux.namespaces import NamespacePlan
 from ocirt.linux.plan import Step
 from ocirt.linux.process import ProcessSetup
+from ocirt.linux.rootless import running_rootless
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
     from ocirt.linux import idmap
+    from ocirt.linux.cgroups.none import NoneManager
 
 
 class Options:
@@ -39,7 +42,8 @@ class ContainerPlan:
     """Everything ``create`` will do, as data: built by ``build``, run by ``create``."""
 
     def __init__(self, container_id: str, bundle: str, rootfs: str, config: dict[str, Any],
-                 options: Options, namespaces: NamespacePlan, cgroup: cgroups.Manager,
+                 options: Options, namespaces: NamespacePlan,
+                 cgroup: cgroups.Manager | NoneManager,
                  cgroup_steps: list[Step], mount_steps: list[Step], root_steps: list[Step],
                  process: ProcessSetup | None, oom_score_adj: int | None,
                  net_devices: list[netdevices.NetDevice] | None = None,
@@ -66,8 +70,13 @@ class ContainerPlan:
             sections.append(("idmapped mounts (runtime, before it forks; init attaches them)",
                              [Step(mapped.describe(), mapped.prepare)
                               for mapped in self.idmapped]))
-        sections.append(("namespaces (stage-1 child)",
-                         [Step(t, _noop) for t in self.namespaces.describe()]))
+        ns_steps = [Step(t, _noop) for t in self.namespaces.describe()]
+        if self.namespaces.new_user:
+            from ocirt.linux import uidmap
+
+            ns_steps.append(Step(f"id maps: {uidmap.describe(self.config.get('linux') or {})}",
+                                 _noop))
+        sections.append(("namespaces (stage-1 child)", ns_steps))
         if self.net_devices:
             sections.append(("network devices (runtime, once the namespace exists; then init)",
                              netdevices.move_steps(self.net_devices, "/proc/<stage-1>/ns/net")
@@ -130,6 +139,19 @@ def _check_shared_mount_namespace(ns: NamespacePlan, linux: dict[str, Any]) -> N
                           "it would change the propagation of the runtime's own mounts")
 
 
+def _sysfs_as_bind(mount: dict[str, Any]) -> dict[str, Any]:
+    """sysfs can only be mounted by the owner of the network namespace: a container in a user
+    namespace without a network namespace of its own (or any rootless one) gets the host's
+    /sys bound instead, with the mount's flags, as runc does rootless."""
+    kept = [o for o in mount.get("options", []) if o in _SYSFS_KEPT]
+    return {"destination": mount["destination"], "type": "bind", "source": "/sys",
+            "options": ["rbind", *kept]}
+
+
+_SYSFS_KEPT = frozenset({"ro", "rw", "nosuid", "suid", "nodev", "dev", "noexec", "exec",
+                         "relatime", "norelatime", "noatime", "strictatime", "nodiratime"})
+
+
 def build(container_id: str, bundle: str, config: dict[str, Any], options: Options
           ) -> ContainerPlan:
     refuse_unsupported(config)
@@ -139,7 +161,12 @@ def build(container_id: str, bundle: str, config: dict[str, Any], options: Optio
     if "path" not in root:
         raise ConfigError("$.root.path", "is required on Linux")
     rootfs_path = os.path.join(bundle, root["path"])
-    if not os.path.isdir(rootfs_path):
+    try:
+        is_dir = stat.S_ISDIR(os.stat(rootfs_path).st_mode)
+    except OSError as err:
+        raise ConfigError("$.root.path", f"rootfs {rootfs_path!r}: {err.strerror}"
+                          f"{access_hint(err, 'a rootfs')}") from None
+    if not is_dir:
         raise ConfigError("$.root.path", f"rootfs {rootfs_path!r} is not a directory")
 
     ns = namespaces.plan_namespaces(linux)
@@ -152,8 +179,14 @@ def build(container_id: str, bundle: str, config: dict[str, Any], options: Optio
                               "one, or one joined by path)")
 
     net_devices = netdevices.plan(linux, ns.has("network"))
-    manager = cgroups.Manager(cgroups.discover(),
-                              cgroups.resolve_path(linux.get("cgroupsPath"), container_id))
+    rootless = running_rootless()
+    full = cgroups.Manager(cgroups.discover(),
+                           cgroups.resolve_path(linux.get("cgroupsPath"), container_id))
+    manager: cgroups.Manager | NoneManager = full
+    if rootless:  # no cgroup the user may write: none (runc's rule; docs/rootless.md)
+        from ocirt.linux.cgroups import none
+
+        manager = none.choose(full, rootless, linux.get("resources"))
     cgroup_steps = manager.steps(linux.get("resources") or {}, linux.get("devices") or [])
 
     ctx = rootfs.RootContext(os.path.realpath(rootfs_path))
@@ -167,6 +200,9 @@ def build(container_id: str, bundle: str, config: dict[str, Any], options: Optio
         return cgroups.mount_steps(manager, ctx, mount, parsed.flags)
 
     mounts = config.get("mounts", [])
+    if rootless or ns.has("user"):
+        mounts = [_sysfs_as_bind(m) if m.get("type") == "sysfs"
+                  and "network" not in ns.create else m for m in mounts]
     idmapped = []  # prepared by the runtime before it forks
     for index, mount in enumerate(mounts):
         if rootfs.is_idmapped(mount):
@@ -178,7 +214,8 @@ def build(container_id: str, bundle: str, config: dict[str, Any], options: Optio
             mount_steps += rootfs.mount_steps(ctx, mount, index, bundle, cgroup_mount)
     has_devpts = any(m.get("destination") == "/dev/pts" for m in mounts)
     mount_steps += devices.device_steps(ctx, devices.devices_from_config(linux),
-                                        bind_from_host=ns.has("user"), has_devpts=has_devpts)
+                                        bind_from_host=ns.has("user") or rootless,
+                                        has_devpts=has_devpts)
 
     setup = None
     if process is not None:

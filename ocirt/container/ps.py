@@ -11,15 +11,19 @@ import json
 import shutil
 import subprocess
 
-from ocirt.container.state import Store
+from ocirt.container.state import Status, Store
 from ocirt.errors import OcirtError
 from ocirt.linux import cgroups
+from ocirt.linux.cgroups.none import pid_namespace_members
 
 
 def container_pids(store: Store, container_id: str) -> list[int]:
     state = store.load(container_id)
     if not state.cgroup:
-        return []
+        # No cgroup (a rootless container): the processes of its pid namespace instead.
+        if state.current_status() is Status.STOPPED:
+            return []
+        return pid_namespace_members(state.pid)
     return cgroups.Manager.from_state(state.cgroup).pids()
 
 

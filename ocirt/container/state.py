@@ -1,6 +1,8 @@
 """Container state: the status machine, the state document, and the state directory.
 
-One directory per container under the state root (``--root``, default /run/ocirt), mode 0700.
+One directory per container under the state root (``--root``; default /run/ocirt, or
+``$XDG_RUNTIME_DIR/ocirt`` when rootless), mode 0700; the root itself is made 0700 too.
+A root out of the user's reach is one clear error (``AccessError``), never a traceback.
 ``state.json`` is written atomically (temporary file + rename). Every command that changes a
 container holds an exclusive flock on the container's directory, so two commands on one ID never
 interleave; a command that gets the lock after a ``delete`` sees the directory gone.
@@ -16,7 +18,16 @@ import fcntl
 import os
 
 from ocirt import OCI_VERSION, jsonfast
-from ocirt.errors import ContainerExists, ContainerNotFound, InvalidID, OcirtError
+from ocirt.errors import (
+    AccessError,
+    ContainerExists,
+    ContainerNotFound,
+    InvalidID,
+    OcirtError,
+    access_hint,
+    is_denied,
+    state_root_hint,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -185,25 +196,43 @@ class Store:
         for AF_UNIX (108 bytes), however long the state root and the ID."""
         return f"/proc/self/fd/{lock.fd}/start.sock"
 
+    def denied(self, doing: str, path: str, err: OSError) -> OcirtError:
+        """The error for a state-root operation that failed with ``err``."""
+        if is_denied(err):
+            return AccessError(doing, path, err, state_root_hint(self.root))
+        return OcirtError(f"{doing} {path}: {err.strerror or err}")
+
     def ids(self) -> list[str]:
         try:
             return sorted(name for name in os.listdir(self.root)
                           if os.path.isfile(self.path(name, "state.json")))
         except FileNotFoundError:
             return []
+        except OSError as err:
+            raise self.denied("listing the state root", self.root, err) from None
 
     def create(self, container_id: str) -> Lock:
         check_id(container_id)
-        os.makedirs(self.root, mode=0o700, exist_ok=True)
+        try:
+            os.makedirs(self.root, mode=0o700, exist_ok=True)
+        except OSError as err:
+            raise self.denied("creating the state root", self.root, err) from None
         try:
             os.mkdir(self.path(container_id), 0o700)
         except FileExistsError:
             raise ContainerExists(container_id) from None
-        return Lock(self.path(container_id), container_id)
+        except OSError as err:
+            raise self.denied("creating the state directory", self.path(container_id),
+                              err) from None
+        return self.lock(container_id)
 
     def lock(self, container_id: str) -> Lock:
         check_id(container_id)
-        return Lock(self.path(container_id), container_id)
+        try:
+            return Lock(self.path(container_id), container_id)
+        except OSError as err:
+            raise self.denied("opening the state of container", self.path(container_id),
+                              err) from None
 
     def load(self, container_id: str) -> ContainerState:
         try:
@@ -211,11 +240,18 @@ class Store:
                 return ContainerState.from_json(jsonfast.loads(handle.read()))
         except FileNotFoundError:
             raise ContainerNotFound(container_id) from None
+        except OSError as err:
+            raise self.denied("reading the state of container",
+                              self.path(container_id, "state.json"), err) from None
         except (ValueError, TypeError, KeyError) as err:
             raise OcirtError(f"state of container {container_id} is damaged: {err}") from err
 
     def save(self, state: ContainerState) -> None:
-        write_atomic(self.path(state.id, "state.json"), jsonfast.dumps(state.to_json()).encode())
+        path = self.path(state.id, "state.json")
+        try:
+            write_atomic(path, jsonfast.dumps(state.to_json()).encode())
+        except OSError as err:
+            raise self.denied("writing the state of container", path, err) from None
 
     def remove(self, container_id: str) -> None:
         directory = self.path(container_id)
@@ -265,4 +301,5 @@ def write_pid_file(path: str, pid: int) -> None:
     try:
         write_atomic(path, str(pid).encode(), 0o644)
     except OSError as err:
-        raise OcirtError(f"writing pid file {path}: {err.strerror}") from err
+        raise OcirtError(f"writing pid file {path}: {err.strerror}"
+                         f"{access_hint(err, 'a pid file in a directory')}") from err

@@ -105,6 +105,12 @@ def child_failed(channel: Channel | None, err: BaseException, debug: bool) -> No
     """In a child: report ``err`` to the parent and exit without running Python cleanup."""
     try:
         message = str(err) if isinstance(err, OcirtError) else f"{type(err).__name__}: {err}"
+        if isinstance(err, OSError) and not isinstance(err, OcirtError):
+            from ocirt.errors import access_hint, is_denied
+
+            if is_denied(err):  # one line that names the target and what to do
+                message = (f"setting up the container: {err.strerror} on "
+                           f"{err.filename or '(no path)'}{access_hint(err)}")
         if debug:
             import traceback
 

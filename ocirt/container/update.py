@@ -15,6 +15,7 @@ import json
 from ocirt.container.state import Status, Store
 from ocirt.errors import OcirtError, StateError
 from ocirt.linux import cgroups
+from ocirt.linux.cgroups.none import NO_CGROUP
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -118,7 +119,7 @@ def update(store: Store, container_id: str, patch: dict[str, Any]) -> dict[str, 
         if state.current_status() is Status.STOPPED:
             raise StateError(f"cannot update container {container_id}: it is stopped")
         if not state.cgroup:
-            raise StateError(f"container {container_id} has no cgroup to update")
+            raise StateError(f"container {container_id} has no cgroup to update{NO_CGROUP}")
         linux = state.config.setdefault("linux", {})
         merged = merge(linux.get("resources") or {}, patch)
         _check(merged)

@@ -17,7 +17,7 @@ import socket
 import struct
 import termios
 
-from ocirt.errors import OcirtError
+from ocirt.errors import OcirtError, access_hint
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -73,7 +73,8 @@ def connect(path: str) -> socket.socket:
         sock.connect(path)
     except OSError as err:
         sock.close()
-        raise OcirtError(f"console socket {path}: {err.strerror}") from err
+        raise OcirtError(f"console socket {path}: {err.strerror}"
+                         f"{access_hint(err, 'a socket')}") from err
     return sock
 
 

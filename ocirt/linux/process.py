@@ -217,7 +217,7 @@ class ProcessSetup:
         if keep:
             sc.prctl(sc.PR_SET_KEEPCAPS, 1)
         try:
-            os.setgroups(self.additional_gids)
+            self._set_groups()
             os.setresgid(self.gid, self.gid, self.gid)
             os.setresuid(self.uid, self.uid, self.uid)
         except OSError as err:
@@ -227,6 +227,22 @@ class ProcessSetup:
             sc.prctl(sc.PR_SET_KEEPCAPS, 0)
         if "HOME" not in self.env:
             self.env["HOME"] = _home_of(self.uid)
+
+    def _set_groups(self) -> None:
+        # The kernel decides first: /proc/self/setgroups is only asked once setgroups(2) was
+        # refused, so a file a container mounted there cannot make us skip a call that works.
+        try:
+            os.setgroups(self.additional_gids)
+        except PermissionError:
+            if not _setgroups_denied():
+                raise
+            if self.additional_gids:
+                raise OcirtError(f"$.process.user.additionalGids {self.additional_gids}: "
+                                 "setgroups is denied in this user namespace (its gid_map "
+                                 "was written without newgidmap: a rootless runtime mapping "
+                                 "only its own gid): map a gid range from /etc/subgid, or "
+                                 "drop additionalGids") from None
+            # Nothing to set, and nothing can be: the groups stay as the user had them.
 
     def enter_cwd(self) -> None:
         try:
@@ -311,6 +327,15 @@ def _check_interpreter(name: str, path: str) -> None:
 
 def _text(err: OSError) -> str:
     return (err.strerror or str(err)).lower()
+
+
+def _setgroups_denied() -> bool:
+    """True where the kernel refuses setgroups(2): /proc/self/setgroups says "deny"."""
+    try:
+        with open("/proc/self/setgroups", "rb") as handle:
+            return handle.read().strip() == b"deny"
+    except OSError:
+        return False
 
 
 def _setrlimit(name: str, number: int, soft: int, hard: int) -> None:

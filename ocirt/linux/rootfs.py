@@ -15,7 +15,7 @@ import stat
 from collections.abc import Callable
 from functools import partial
 
-from ocirt.errors import ConfigError, OcirtError, SyscallError
+from ocirt.errors import ConfigError, OcirtError, SyscallError, access_hint
 from ocirt.linux import syscalls as sc
 from ocirt.linux.plan import Step
 
@@ -263,7 +263,7 @@ def _bind_target_kind(source: str, destination: str) -> str:
         return "dir" if stat.S_ISDIR(os.stat(source).st_mode) else "file"
     except OSError as err:
         raise OcirtError(f"bind mount source {source!r} for {destination!r}: "
-                         f"{err.strerror}") from err
+                         f"{err.strerror}{access_hint(err, 'a source')}") from err
 
 
 def is_idmapped(mount: dict[str, Any]) -> bool:

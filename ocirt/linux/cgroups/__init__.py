@@ -32,6 +32,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from ocirt.linux.cgroups.none import NoneManager
     from ocirt.linux.cgroups.ops import Op
 
 # On v2 these are files of every cgroup, not controllers listed in cgroup.controllers.
@@ -190,6 +191,9 @@ class Manager:
         self.path = path
         self.dirs = {h.name: self._dir_for(h) for h in hierarchies}
         self.created: list[str] = []
+        # False for a rootless runtime in a delegated cgroup: programming the device
+        # controller needs CAP_SYS_ADMIN (v1) or BPF rights (v2) a user does not have.
+        self.device_cgroup = True
 
     def _dir_for(self, hierarchy: Hierarchy) -> str:
         if self.path.startswith("/"):
@@ -224,7 +228,7 @@ class Manager:
 
         result: list[tuple[Hierarchy, Op]] = []
         for group in opsmod.GROUPS:
-            if update and group == "devices":
+            if group == "devices" and (update or not self.device_cgroup):
                 continue
             wanted = opsmod.controllers_for(group, resources, devices, update)
             for controller in wanted:
@@ -447,6 +451,7 @@ class Manager:
         manager.path = saved["path"]
         manager.dirs = dict(saved["dirs"])
         manager.created = list(saved["created"])
+        manager.device_cgroup = True  # only create programs it
         if "hierarchies" in saved:
             manager.hierarchies = [Hierarchy.from_json(h) for h in saved["hierarchies"]]
         else:  # state written before the hierarchies were saved: infer them from the names
@@ -468,7 +473,8 @@ def frozen_state(saved: dict[str, Any]) -> bool:
     return False
 
 
-def mount_steps(manager: Manager, ctx: Any, mount: dict[str, Any], flags: int) -> list[Step]:
+def mount_steps(manager: Manager | NoneManager, ctx: Any, mount: dict[str, Any],
+                flags: int) -> list[Step]:
     """A ``cgroup`` mount: cgroup2 itself on a pure v2 host; otherwise a tmpfs holding a
     bind of the container's own cgroup from each hierarchy (as runc shows v1 and hybrid)."""
     from ocirt.linux import rootfs
