@@ -19,7 +19,7 @@ from ocirt.container import hooks
 from ocirt.container.plan import ContainerPlan
 from ocirt.container.sync import Channel, child_failed
 from ocirt.errors import OcirtError
-from ocirt.linux import namespaces
+from ocirt.linux import namespaces, procfs
 from ocirt.linux import syscalls as sc
 from ocirt.linux.plan import run_all
 
@@ -101,9 +101,11 @@ def init(plan: ContainerPlan, channel: Channel, listener: socket.socket | None) 
         from ocirt.linux.process import close_extra_fds
 
         close_extra_fds(process.inherited if process is not None else set(), keep)
+        # init's own procfs (its pid namespace), made before any config mount: every write
+        # under /proc and every mount onto an fd goes through it
+        procfs.handle()
         if plan.oom_score_adj is not None:
-            with open("/proc/self/oom_score_adj", "w") as handle:
-                handle.write(str(plan.oom_score_adj))
+            procfs.write("self/oom_score_adj", str(plan.oom_score_adj))
         if "network" in plan.namespaces.create:
             namespaces.loopback_up()
         if plan.net_devices:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from functools import partial
 
 from ocirt.errors import ConfigError, OcirtError, SyscallError, access_hint
+from ocirt.linux import procfs, safepath
 from ocirt.linux import syscalls as sc
 from ocirt.linux.plan import Step
 
@@ -132,23 +133,21 @@ def open_in_root(rootfd: int, path: str, create: str | None = None) -> int:
     """Open ``path`` (absolute inside the rootfs) as an O_PATH fd without leaving the root.
 
     ``create`` is ``"dir"`` or ``"file"`` to make a missing destination (and its parent
-    directories) the way a mount needs it.
+    directories) the way a mount needs it; see ``safepath`` for the rules.
     """
     return _open_in_root(rootfd, path, create, 0)
 
 
 def _open_in_root(rootfd: int, path: str, create: str | None, depth: int) -> int:
     try:
-        return sc.openat2(rootfd, path, os.O_PATH, sc.RESOLVE_IN_ROOT)
+        return safepath.open_in_root(rootfd, path)
     except FileNotFoundError:
         if create is None:
             raise
     if depth > 40:
         raise OSError(40, "too many levels of symbolic links", path)
-    parent, _, name = path.rstrip("/").rpartition("/")
-    if not name or name in (".", ".."):
-        raise OSError(22, "not a valid mount destination", path)
-    parentfd = _open_in_root(rootfd, parent or "/", "dir", depth + 1)
+    parent, name = safepath.split(path)
+    parentfd = _open_in_root(rootfd, parent, "dir", depth + 1)
     try:
         try:
             link = os.readlink(name, dir_fd=parentfd)
@@ -164,13 +163,10 @@ def _open_in_root(rootfd: int, path: str, create: str | None, depth: int) -> int
                 os.mkdir(name, 0o755, dir_fd=parentfd)
             except FileExistsError:
                 pass
-        else:
-            try:
-                os.close(os.open(name, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                                 0o644, dir_fd=parentfd))
-            except FileExistsError:
-                pass
-        return sc.openat2(parentfd, name, os.O_PATH, sc.RESOLVE_IN_ROOT)
+            # what is there now, resolved from the parent's fd (a swapped-in symlink still
+            # resolves inside the rootfs, as the container would see it)
+            return safepath.open_in_root(rootfd, f"{parent}/{name}")
+        return safepath.create_file(parentfd, name)
     finally:
         os.close(parentfd)
 
@@ -205,19 +201,61 @@ class RootContext:
                              f"{err.strerror}") from err
 
 
-def current_mount_flags(path: str) -> int:
+def current_mount_flags(path: str | int) -> int:
     flags = 0
-    vfs = os.statvfs(path)
+    vfs = os.fstatvfs(path) if isinstance(path, int) else os.statvfs(path)
     for st_flag, ms_flag in _ST_TO_MS.items():
         if vfs.f_flag & st_flag:
             flags |= ms_flag
     return flags
 
 
-def remount_bind(path: str, flags: int) -> None:
-    """Change the flags of the bind mount at ``path``, keeping the locked ones it has."""
+def remount_bind(path: str | int, flags: int) -> None:
+    """Change the flags of the bind mount at ``path`` (or the fd on its root), keeping the
+    locked ones it has."""
     kept = current_mount_flags(path) & _KEPT_ON_REMOUNT & ~sc.MS_RDONLY
-    sc.mount(None, path, None, sc.MS_BIND | sc.MS_REMOUNT | kept | flags)
+    if isinstance(path, int):
+        procfs.mount_on(path, None, None, sc.MS_BIND | sc.MS_REMOUNT | kept | flags)
+    else:
+        sc.mount(None, path, None, sc.MS_BIND | sc.MS_REMOUNT | kept | flags)
+
+
+# Mounts runc allows inside /proc (files lxcfs emulates); anything else there must be procfs.
+PROC_MOUNTS_ALLOWED = frozenset((
+    "/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat", "/proc/swaps",
+    "/proc/uptime", "/proc/loadavg", "/proc/slabinfo", "/proc/net/dev",
+    "/proc/sys/kernel/ns_last_pid", "/proc/sys/crypto/fips_enabled"))
+
+
+def check_proc_destination(ctx: RootContext, fd: int, destination: str, fstype: str | None,
+                           source: str | None, is_bind: bool) -> None:
+    """runc's checkProcMount, on where the destination really resolved to: on /proc itself
+    only procfs (a new one, or a bind of one); below it only the lxcfs files. A target that
+    is already on procfs (reached through a symlink) counts as below /proc."""
+    real = os.readlink(procfs.fd_name(fd), dir_fd=procfs.handle())
+    under = real == ctx.rootfs or real.startswith(ctx.rootfs.rstrip("/") + "/")
+    inside = "/" + os.path.relpath(real, ctx.rootfs).lstrip(".") if under else real
+    on_proc = sc.fstatfs_type(fd) == sc.PROC_SUPER_MAGIC
+    if inside == "/proc" or (on_proc and os.fstat(fd).st_ino == 1):
+        if fstype == "proc" or (is_bind and source is not None and _is_procfs(source)):
+            return
+        raise OcirtError(f"mount destination {destination!r} ({inside} in the rootfs) cannot "
+                         "be mounted because it is not of type proc")
+    if not (inside.startswith("/proc/") or on_proc) or inside in PROC_MOUNTS_ALLOWED:
+        return
+    raise OcirtError(f"mount destination {destination!r} ({inside} in the rootfs) cannot be "
+                     "mounted because it is inside /proc")
+
+
+def _is_procfs(path: str) -> bool:
+    try:
+        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        return sc.fstatfs_type(fd) == sc.PROC_SUPER_MAGIC
+    finally:
+        os.close(fd)
 
 
 def mount_steps(ctx: RootContext, mount: dict[str, Any], index: int, bundle: str,
@@ -298,6 +336,7 @@ def _attach(ctx: RootContext, mapped: idmap.IdmappedMount, source: str, destinat
     # the detached copy says what it is: init may not be able to reach the source any more
     fd = ctx.target(destination, "dir" if mapped.is_dir() else "file")
     try:
+        check_proc_destination(ctx, fd, destination, None, source, True)
         mapped.attach(fd, destination)
     except SyscallError as err:
         raise OcirtError(f"mounting {destination!r}: {err}") from err
@@ -313,7 +352,7 @@ def _after_mount(ctx: RootContext, destination: str, options: MountOptions) -> N
     fd = ctx.target(destination, None)
     try:
         for prop in options.propagation:
-            sc.mount(None, fd_path(fd), None, prop)
+            procfs.mount_on(fd, None, None, prop)
         if options.attr_set or options.attr_clr:
             sc.mount_setattr(fd, options.attr_set, options.attr_clr)
     except SyscallError as err:
@@ -327,20 +366,20 @@ def _do_mount(ctx: RootContext, source: str | None, destination: str, fstype: st
     create = _bind_target_kind(source or "", destination) if options.is_bind else "dir"
     fd = ctx.target(destination, create)
     try:
-        target = fd_path(fd)
+        check_proc_destination(ctx, fd, destination, fstype, source, options.is_bind)
         flags = options.flags
         if options.is_bind:
-            sc.mount(source, target, fstype, flags & (sc.MS_BIND | sc.MS_REC), data)
+            procfs.mount_on(fd, source, fstype, flags & (sc.MS_BIND | sc.MS_REC), data)
             extra = flags & ~(sc.MS_BIND | sc.MS_REC | sc.MS_REMOUNT)
             if extra:
                 # The new mount now covers the old target: reopen to reach it, then remount.
                 os.close(fd)
                 fd = ctx.target(destination, None)
-                remount_bind(fd_path(fd), extra)
+                remount_bind(fd, extra)
         elif options.copy_up:
             _mount_copy_up(ctx, destination, fd, source or fstype or "none", fstype, flags, data)
         else:
-            sc.mount(source or fstype or "none", target, fstype, flags, data)
+            procfs.mount_on(fd, source or fstype or "none", fstype, flags, data)
     except SyscallError as err:
         raise OcirtError(f"mounting {destination!r}: {err}") from err
     finally:
@@ -357,7 +396,7 @@ def _mount_copy_up(ctx: RootContext, destination: str, fd: int, source: str,
     old = os.open(fd_path(fd), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         # Writable while we copy: a read-only copy-up tmpfs is made read-only afterwards.
-        sc.mount(source, fd_path(fd), fstype, flags & ~sc.MS_RDONLY, data)
+        procfs.mount_on(fd, source, fstype, flags & ~sc.MS_RDONLY, data)
         new = ctx.target(destination, None)
         try:
             st = os.fstat(old)
@@ -365,7 +404,7 @@ def _mount_copy_up(ctx: RootContext, destination: str, fd: int, source: str,
             os.chmod(fd_path(new), st.st_mode & 0o7777)
             shutil.copytree(fd_path(old), fd_path(new), symlinks=True, dirs_exist_ok=True)
             if flags & sc.MS_RDONLY:
-                sc.mount(None, fd_path(new), None, sc.MS_REMOUNT | flags)
+                procfs.mount_on(new, None, None, sc.MS_REMOUNT | flags)
         finally:
             os.close(new)
     except OSError as err:
@@ -433,11 +472,15 @@ def _move_root(ctx: RootContext) -> None:
 
 def finish_steps(readonly: bool, masked: list[str], readonly_paths: list[str],
                  propagation: str | None) -> list[Step]:
-    """Steps after pivot_root: paths are now the container's own."""
-    steps = [Step(f"mask {path} (bind /dev/null, or a read-only tmpfs on a directory)",
-                  partial(_mask, path)) for path in masked]
-    steps += [Step(f"make {path} read-only (bind on itself, remount ro)",
-                   partial(_readonly, path)) for path in readonly_paths]
+    """Steps after pivot_root: paths are now the container's own (see ``masking``)."""
+    from ocirt.linux.masking import Masker
+
+    masker = Masker()
+    steps = [Step(f"mask {path} (bind /dev/null checked to be 1:3, or the shared read-only "
+                  "tmpfs on a directory)", partial(masker.mask, path)) for path in masked]
+    steps += [Step(f"make {path} read-only (clone, mount_setattr ro, move back by fd)",
+                   partial(masker.readonly, path)) for path in readonly_paths]
+    steps.append(Step("close the masking fds", masker.close))
     if readonly:
         steps.append(Step("remount / read-only", lambda: remount_bind("/", sc.MS_RDONLY)))
     if propagation:
@@ -445,24 +488,3 @@ def finish_steps(readonly: bool, masked: list[str], readonly_paths: list[str],
         steps.append(Step(f"mount --make-r{propagation.lstrip('r')} / (linux.rootfsPropagation)",
                           lambda: sc.mount(None, "/", None, flag)))
     return steps
-
-
-def _mask(path: str) -> None:
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    if stat.S_ISDIR(st.st_mode):
-        sc.mount("tmpfs", path, "tmpfs", sc.MS_RDONLY, None)
-    else:
-        sc.mount("/dev/null", path, None, sc.MS_BIND, None)
-
-
-def _readonly(path: str) -> None:
-    try:
-        sc.mount(path, path, None, sc.MS_BIND | sc.MS_REC, None)
-    except SyscallError as err:
-        if err.errno == 2:
-            return
-        raise
-    remount_bind(path, sc.MS_RDONLY)

@@ -477,7 +477,7 @@ def mount_steps(manager: Manager | NoneManager, ctx: Any, mount: dict[str, Any],
                 flags: int) -> list[Step]:
     """A ``cgroup`` mount: cgroup2 itself on a pure v2 host; otherwise a tmpfs holding a
     bind of the container's own cgroup from each hierarchy (as runc shows v1 and hybrid)."""
-    from ocirt.linux import rootfs
+    from ocirt.linux import procfs, rootfs
     from ocirt.linux import syscalls as sc
 
     destination: str = mount["destination"]
@@ -491,8 +491,8 @@ def mount_steps(manager: Manager | NoneManager, ctx: Any, mount: dict[str, Any],
     def mount_tmpfs() -> None:
         fd = ctx.target(destination, "dir")
         try:
-            sc.mount("tmpfs", rootfs.fd_path(fd), "tmpfs",
-                     sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC, "mode=755")
+            procfs.mount_on(fd, "tmpfs", "tmpfs", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC,
+                            "mode=755")
         finally:
             os.close(fd)
 
@@ -500,12 +500,12 @@ def mount_steps(manager: Manager | NoneManager, ctx: Any, mount: dict[str, Any],
         inner = f"{destination.rstrip('/')}/{name}"
         fd = ctx.target(inner, "dir")
         try:
-            sc.mount(source, rootfs.fd_path(fd), None, sc.MS_BIND | sc.MS_REC)
+            procfs.mount_on(fd, source, None, sc.MS_BIND | sc.MS_REC)
         finally:
             os.close(fd)
         fd = ctx.target(inner, None)
         try:
-            rootfs.remount_bind(rootfs.fd_path(fd), bind_flags)
+            rootfs.remount_bind(fd, bind_flags)
         finally:
             os.close(fd)
 
@@ -520,7 +520,7 @@ def mount_steps(manager: Manager | NoneManager, ctx: Any, mount: dict[str, Any],
         def remount_ro() -> None:
             fd = ctx.target(destination, None)
             try:
-                rootfs.remount_bind(rootfs.fd_path(fd), sc.MS_RDONLY | sc.MS_NOSUID
+                rootfs.remount_bind(fd, sc.MS_RDONLY | sc.MS_NOSUID
                                     | sc.MS_NODEV | sc.MS_NOEXEC)
             finally:
                 os.close(fd)
