@@ -37,9 +37,8 @@ def root(tmp_path: Path) -> Iterator[tuple[Path, int]]:
 
 
 def _read(fd: int) -> str:
-    with procfs.magic_path(fd) as path:
-        with open(path) as handle:
-            return handle.read()
+    with procfs.magic_path(fd) as path, open(path) as handle:
+        return handle.read()
 
 
 def test_symlinks_resolve_inside_the_root(mode: str, root: tuple[Path, int]) -> None:
@@ -100,7 +99,7 @@ def test_mkdir_all_strict_refuses_a_symlinked_component(mode: str, root: tuple[P
 
 
 def test_create_file_refuses_a_symlink(root: tuple[Path, int]) -> None:
-    base, rootfd = root
+    base, _ = root
     etc = os.open(base / "etc", os.O_PATH | os.O_DIRECTORY)
     try:
         (base / "etc" / "console").symlink_to("/etc/passwd")
