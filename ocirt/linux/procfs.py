@@ -15,6 +15,7 @@ replaced by this process's pid as the handle's procfs sees it (it is a symlink, 
 The handle belongs to the pid namespace of the process that made it: init makes its own
 (``renew``) once it is PID 1 of the container, so ``self`` and ``sys/net`` are the
 container's. ``magic_path`` names an fd through the handle for mount(2), which takes paths.
+``check_mount_destination`` is runc's rule for config mounts that land in /proc.
 """
 
 from __future__ import annotations
@@ -145,3 +146,42 @@ def mount_on(fd: int, source: str | None, fstype: str | None, flags: int,
     with magic_path(fd) as target:
         sc.mount(fd_name(source_fd) if source_fd is not None else source, target, fstype,
                  flags, data)
+
+
+# Mounts runc allows inside /proc (files lxcfs emulates); anything else there must be procfs.
+PROC_MOUNTS_ALLOWED = frozenset((
+    "/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat", "/proc/swaps",
+    "/proc/uptime", "/proc/loadavg", "/proc/slabinfo", "/proc/net/dev",
+    "/proc/sys/kernel/ns_last_pid", "/proc/sys/crypto/fips_enabled"))
+
+
+def check_mount_destination(rootfs: str, fd: int, destination: str, fstype: str | None,
+                            source: str | None, is_bind: bool) -> None:
+    """runc's checkProcMount, on where the destination really resolved to: on /proc itself
+    only procfs (a new one, or a bind of one); below it only the lxcfs files. A target that
+    is already on procfs (reached through a symlink) counts as below /proc."""
+    real = os.readlink(fd_name(fd), dir_fd=handle())
+    under = real == rootfs or real.startswith(rootfs.rstrip("/") + "/")
+    relative = os.path.relpath(real, rootfs)
+    inside = ("/" if relative == "." else "/" + relative) if under else real
+    on_proc = sc.fstatfs_type(fd) == sc.PROC_SUPER_MAGIC
+    if inside == "/proc" or (on_proc and os.fstat(fd).st_ino == 1):
+        if fstype == "proc" or (is_bind and source is not None and _is_procfs(source)):
+            return
+        raise OcirtError(f"mount destination {destination!r} ({inside} in the rootfs) cannot "
+                         "be mounted because it is not of type proc")
+    if not (inside.startswith("/proc/") or on_proc) or inside in PROC_MOUNTS_ALLOWED:
+        return
+    raise OcirtError(f"mount destination {destination!r} ({inside} in the rootfs) cannot be "
+                     "mounted because it is inside /proc")
+
+
+def _is_procfs(path: str) -> bool:
+    try:
+        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        return sc.fstatfs_type(fd) == sc.PROC_SUPER_MAGIC
+    finally:
+        os.close(fd)

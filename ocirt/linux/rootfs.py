@@ -1,11 +1,13 @@
 """The container's root filesystem: mount options, safe paths, the mount plan and pivot_root.
 
-Every path from the config is resolved by the kernel inside the rootfs (openat2 with
+Every path from the config is resolved inside the rootfs by ``safepath`` (openat2 with
 RESOLVE_IN_ROOT), so a symlink in the rootfs can never make a mount land outside it; the mount
-then targets the opened file through /proc/self/fd, so a path swapped after the check cannot
-redirect it either. All steps run in the container's own mount namespace, made slave before the
-first mount, so nothing reaches the host. A container without a mount namespace of its own gets
-no propagation change and a chroot instead of pivot_root (``shared_namespace_steps``).
+then targets the opened file through the trusted procfs (``procfs.mount_on``), so a path
+swapped after the check cannot redirect it either. A destination that resolves into /proc
+follows runc's rule (``procfs.check_mount_destination``). All steps run in the container's
+own mount namespace, made slave before the first mount, so nothing reaches the host. A
+container without a mount namespace of its own gets no propagation change and a chroot
+instead of pivot_root (``shared_namespace_steps``).
 """
 
 from __future__ import annotations
@@ -171,10 +173,6 @@ def _open_in_root(rootfd: int, path: str, create: str | None, depth: int) -> int
         os.close(parentfd)
 
 
-def fd_path(fd: int) -> str:
-    return f"/proc/self/fd/{fd}"
-
-
 class RootContext:
     """What the rootfs steps share while they run: the rootfs path and an fd on it."""
 
@@ -218,44 +216,6 @@ def remount_bind(path: str | int, flags: int) -> None:
         procfs.mount_on(path, None, None, sc.MS_BIND | sc.MS_REMOUNT | kept | flags)
     else:
         sc.mount(None, path, None, sc.MS_BIND | sc.MS_REMOUNT | kept | flags)
-
-
-# Mounts runc allows inside /proc (files lxcfs emulates); anything else there must be procfs.
-PROC_MOUNTS_ALLOWED = frozenset((
-    "/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat", "/proc/swaps",
-    "/proc/uptime", "/proc/loadavg", "/proc/slabinfo", "/proc/net/dev",
-    "/proc/sys/kernel/ns_last_pid", "/proc/sys/crypto/fips_enabled"))
-
-
-def check_proc_destination(ctx: RootContext, fd: int, destination: str, fstype: str | None,
-                           source: str | None, is_bind: bool) -> None:
-    """runc's checkProcMount, on where the destination really resolved to: on /proc itself
-    only procfs (a new one, or a bind of one); below it only the lxcfs files. A target that
-    is already on procfs (reached through a symlink) counts as below /proc."""
-    real = os.readlink(procfs.fd_name(fd), dir_fd=procfs.handle())
-    under = real == ctx.rootfs or real.startswith(ctx.rootfs.rstrip("/") + "/")
-    inside = "/" + os.path.relpath(real, ctx.rootfs).lstrip(".") if under else real
-    on_proc = sc.fstatfs_type(fd) == sc.PROC_SUPER_MAGIC
-    if inside == "/proc" or (on_proc and os.fstat(fd).st_ino == 1):
-        if fstype == "proc" or (is_bind and source is not None and _is_procfs(source)):
-            return
-        raise OcirtError(f"mount destination {destination!r} ({inside} in the rootfs) cannot "
-                         "be mounted because it is not of type proc")
-    if not (inside.startswith("/proc/") or on_proc) or inside in PROC_MOUNTS_ALLOWED:
-        return
-    raise OcirtError(f"mount destination {destination!r} ({inside} in the rootfs) cannot be "
-                     "mounted because it is inside /proc")
-
-
-def _is_procfs(path: str) -> bool:
-    try:
-        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        return sc.fstatfs_type(fd) == sc.PROC_SUPER_MAGIC
-    finally:
-        os.close(fd)
 
 
 def mount_steps(ctx: RootContext, mount: dict[str, Any], index: int, bundle: str,
@@ -336,7 +296,7 @@ def _attach(ctx: RootContext, mapped: idmap.IdmappedMount, source: str, destinat
     # the detached copy says what it is: init may not be able to reach the source any more
     fd = ctx.target(destination, "dir" if mapped.is_dir() else "file")
     try:
-        check_proc_destination(ctx, fd, destination, None, source, True)
+        procfs.check_mount_destination(ctx.rootfs, fd, destination, None, source, True)
         mapped.attach(fd, destination)
     except SyscallError as err:
         raise OcirtError(f"mounting {destination!r}: {err}") from err
@@ -366,7 +326,8 @@ def _do_mount(ctx: RootContext, source: str | None, destination: str, fstype: st
     create = _bind_target_kind(source or "", destination) if options.is_bind else "dir"
     fd = ctx.target(destination, create)
     try:
-        check_proc_destination(ctx, fd, destination, fstype, source, options.is_bind)
+        procfs.check_mount_destination(ctx.rootfs, fd, destination, fstype, source,
+                                       options.is_bind)
         flags = options.flags
         if options.is_bind:
             procfs.mount_on(fd, source, fstype, flags & (sc.MS_BIND | sc.MS_REC), data)
@@ -390,19 +351,22 @@ def _do_mount(ctx: RootContext, source: str | None, destination: str, fstype: st
 def _mount_copy_up(ctx: RootContext, destination: str, fd: int, source: str,
                    fstype: str | None, flags: int, data: str | None) -> None:
     """Mount a tmpfs over a directory, then copy the directory's old content into it (the
-    ``tmpcopyup`` option podman adds to --tmpfs and --read-only mounts)."""
+    ``tmpcopyup`` option podman adds to --tmpfs and --read-only mounts). Both sides are named
+    through the trusted procfs, never by their path in the rootfs."""
     import shutil
 
-    old = os.open(fd_path(fd), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    with procfs.magic_path(fd) as here:
+        old = os.open(here, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         # Writable while we copy: a read-only copy-up tmpfs is made read-only afterwards.
         procfs.mount_on(fd, source, fstype, flags & ~sc.MS_RDONLY, data)
         new = ctx.target(destination, None)
         try:
             st = os.fstat(old)
-            os.chown(fd_path(new), st.st_uid, st.st_gid)
-            os.chmod(fd_path(new), st.st_mode & 0o7777)
-            shutil.copytree(fd_path(old), fd_path(new), symlinks=True, dirs_exist_ok=True)
+            with procfs.magic_path(new) as there:
+                os.chown(there, st.st_uid, st.st_gid)
+                os.chmod(there, st.st_mode & 0o7777)
+                shutil.copytree(procfs.fd_name(old), there, symlinks=True, dirs_exist_ok=True)
             if flags & sc.MS_RDONLY:
                 procfs.mount_on(new, None, None, sc.MS_REMOUNT | flags)
         finally:
