@@ -129,6 +129,8 @@ def test_masked_paths_only_ever_get_the_null_device(rt, make_config, bundle, pri
     def check(cid: str, pid: int) -> list[str]:
         wrong = []
         for path in ("/proc/kcore", "/proc/keys", "/proc/timer_list"):
+            if not os.path.exists(path):  # this kernel has none: nothing to mask
+                continue
             try:
                 st = os.stat(f"/proc/{pid}/root{path}")
             except OSError as err:
