@@ -180,7 +180,7 @@ def test_console_is_bound_on_dev_console_only(rt, make_config, bundle, private_r
         listener = ConsoleListener()
         return ["--console-socket", listener.path], listener
 
-    race(rt, bundle(config), loop, check, seconds=max(SECONDS, 6), create_args=args)
+    race(rt, bundle(config), loop, check, seconds=max(SECONDS, 8), create_args=args)
     assert (volume / "canary").read_text() == "canary\n"
 
 
