@@ -148,6 +148,35 @@ def mount_on(fd: int, source: str | None, fstype: str | None, flags: int,
                  flags, data)
 
 
+def mount_id(fd: int) -> int:
+    """The id of the mount ``fd`` is on (fdinfo ``mnt_id``), read through the handle."""
+    info = open_file(f"thread-self/fdinfo/{fd}", os.O_RDONLY)
+    try:
+        text = os.read(info, 4096).decode()
+    finally:
+        os.close(info)
+    for line in text.splitlines():
+        if line.startswith("mnt_id:"):
+            return int(line.split()[1])
+    raise OcirtError(f"no mnt_id in the fdinfo of fd {fd}")
+
+
+def parent_mount_id(mnt_id: int) -> int | None:
+    """The parent of mount ``mnt_id`` in this process's mount namespace (mountinfo)."""
+    info = open_file("thread-self/mountinfo", os.O_RDONLY)
+    try:
+        chunks = []
+        while chunk := os.read(info, 65536):
+            chunks.append(chunk)
+    finally:
+        os.close(info)
+    prefix = f"{mnt_id} ".encode()
+    for line in b"".join(chunks).splitlines():
+        if line.startswith(prefix):
+            return int(line.split()[1])
+    return None
+
+
 # Mounts runc allows inside /proc (files lxcfs emulates); anything else there must be procfs.
 PROC_MOUNTS_ALLOWED = frozenset((
     "/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat", "/proc/swaps",

@@ -165,8 +165,8 @@ def _open_in_root(rootfd: int, path: str, create: str | None, depth: int) -> int
                 os.mkdir(name, 0o755, dir_fd=parentfd)
             except FileExistsError:
                 pass
-            # what is there now, resolved from the parent's fd (a swapped-in symlink still
-            # resolves inside the rootfs, as the container would see it)
+            # what is there now, resolved again inside the root (a symlink swapped in since
+            # still resolves inside the rootfs, as the container would see it)
             return safepath.open_in_root(rootfd, f"{parent}/{name}")
         return safepath.create_file(parentfd, name)
     finally:
@@ -198,6 +198,17 @@ class RootContext:
             raise OcirtError(f"mount destination {destination!r} in rootfs {self.rootfs!r}: "
                              f"{err.strerror}") from err
 
+    def mounted(self, destination: str, under: int) -> int:
+        """The mount just made on the target ``under`` (an fd that now lies beneath it),
+        reached by opening ``destination`` again and checked to be that mount: its parent is
+        the mount ``under`` is on. A path swapped in between fails the check."""
+        fd = self.target(destination, None)
+        if procfs.parent_mount_id(procfs.mount_id(fd)) != procfs.mount_id(under):
+            os.close(fd)
+            raise OcirtError(f"mount destination {destination!r} changed while it was being "
+                             "mounted (a symlink or a rename in the rootfs?): refusing")
+        return fd
+
 
 def current_mount_flags(path: str | int) -> int:
     flags = 0
@@ -206,6 +217,37 @@ def current_mount_flags(path: str | int) -> int:
         if vfs.f_flag & st_flag:
             flags |= ms_flag
     return flags
+
+
+# mount(2) flags of a bind remount -> mount_setattr(2) attributes
+_MS_TO_ATTR = ((sc.MS_RDONLY, sc.MOUNT_ATTR_RDONLY), (sc.MS_NOSUID, sc.MOUNT_ATTR_NOSUID),
+               (sc.MS_NODEV, sc.MOUNT_ATTR_NODEV), (sc.MS_NOEXEC, sc.MOUNT_ATTR_NOEXEC),
+               (sc.MS_NODIRATIME, sc.MOUNT_ATTR_NODIRATIME),
+               (sc.MS_NOSYMFOLLOW, sc.MOUNT_ATTR_NOSYMFOLLOW))
+_MS_TO_ATIME = ((sc.MS_NOATIME, sc.MOUNT_ATTR_NOATIME), (sc.MS_RELATIME, sc.MOUNT_ATTR_RELATIME),
+                (sc.MS_STRICTATIME, sc.MOUNT_ATTR_STRICTATIME))
+
+
+def bind_onto(fd: int, source: str, flags: int) -> int:
+    """Bind ``source`` onto the target ``fd`` with no second lookup of the target: a detached
+    clone (open_tree), the options set on the clone's top mount as a bind remount would
+    (read-write unless ``ro``), then move_mount onto the fd. Returns the new mount's fd."""
+    tree = sc.open_tree(source, bool(flags & sc.MS_REC))
+    try:
+        extra = flags & ~(sc.MS_BIND | sc.MS_REC | sc.MS_REMOUNT)
+        if extra:
+            attr_set = sum(attr for flag, attr in _MS_TO_ATTR if extra & flag)
+            attr_clr = 0 if extra & sc.MS_RDONLY else sc.MOUNT_ATTR_RDONLY
+            for flag, attr in _MS_TO_ATIME:
+                if extra & flag:
+                    attr_clr |= sc.MOUNT_ATTR__ATIME
+                    attr_set = (attr_set & ~sc.MOUNT_ATTR__ATIME) | attr
+            sc.mount_setattr(tree, attr_set, attr_clr, recursive=False)
+        sc.move_mount(tree, fd, f"bind {source!r}")
+    except BaseException:
+        os.close(tree)
+        raise
+    return tree
 
 
 def remount_bind(path: str | int, flags: int) -> None:
@@ -298,18 +340,20 @@ def _attach(ctx: RootContext, mapped: idmap.IdmappedMount, source: str, destinat
     try:
         procfs.check_mount_destination(ctx.rootfs, fd, destination, None, source, True)
         mapped.attach(fd, destination)
+        _after_mount(ctx, destination, options, fd)
     except SyscallError as err:
         raise OcirtError(f"mounting {destination!r}: {err}") from err
     finally:
         os.close(fd)
-    _after_mount(ctx, destination, options)
 
 
-def _after_mount(ctx: RootContext, destination: str, options: MountOptions) -> None:
-    """Propagation and recursive attributes, on the new mount (reopened: it covers the old)."""
+def _after_mount(ctx: RootContext, destination: str, options: MountOptions, under: int,
+                 new: int = -1) -> None:
+    """Propagation and recursive attributes, on the new mount: ``new`` when the caller holds
+    it, else reopened and checked to sit on ``under`` (``RootContext.mounted``)."""
     if not (options.propagation or options.attr_set or options.attr_clr):
         return
-    fd = ctx.target(destination, None)
+    fd = os.dup(new) if new >= 0 else ctx.mounted(destination, under)
     try:
         for prop in options.propagation:
             procfs.mount_on(fd, None, None, prop)
@@ -325,27 +369,24 @@ def _do_mount(ctx: RootContext, source: str | None, destination: str, fstype: st
               options: MountOptions, data: str | None) -> None:
     create = _bind_target_kind(source or "", destination) if options.is_bind else "dir"
     fd = ctx.target(destination, create)
+    new = -1
     try:
         procfs.check_mount_destination(ctx.rootfs, fd, destination, fstype, source,
                                        options.is_bind)
         flags = options.flags
         if options.is_bind:
-            procfs.mount_on(fd, source, fstype, flags & (sc.MS_BIND | sc.MS_REC), data)
-            extra = flags & ~(sc.MS_BIND | sc.MS_REC | sc.MS_REMOUNT)
-            if extra:
-                # The new mount now covers the old target: reopen to reach it, then remount.
-                os.close(fd)
-                fd = ctx.target(destination, None)
-                remount_bind(fd, extra)
+            new = bind_onto(fd, source or "", flags)
         elif options.copy_up:
             _mount_copy_up(ctx, destination, fd, source or fstype or "none", fstype, flags, data)
         else:
             procfs.mount_on(fd, source or fstype or "none", fstype, flags, data)
+        _after_mount(ctx, destination, options, fd, new)
     except SyscallError as err:
         raise OcirtError(f"mounting {destination!r}: {err}") from err
     finally:
         os.close(fd)
-    _after_mount(ctx, destination, options)
+        if new >= 0:
+            os.close(new)
 
 
 def _mount_copy_up(ctx: RootContext, destination: str, fd: int, source: str,
@@ -360,7 +401,7 @@ def _mount_copy_up(ctx: RootContext, destination: str, fd: int, source: str,
     try:
         # Writable while we copy: a read-only copy-up tmpfs is made read-only afterwards.
         procfs.mount_on(fd, source, fstype, flags & ~sc.MS_RDONLY, data)
-        new = ctx.target(destination, None)
+        new = ctx.mounted(destination, fd)
         try:
             st = os.fstat(old)
             with procfs.magic_path(new) as there:

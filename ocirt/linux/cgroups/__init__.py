@@ -488,24 +488,26 @@ def mount_steps(manager: Manager | NoneManager, ctx: Any, mount: dict[str, Any],
                  "options": mount.get("options", [])}
         return rootfs.mount_steps(ctx, entry, 0, "/", None)
 
+    under: list[int] = []  # the tmpfs's target, kept for the read-only remount
+
     def mount_tmpfs() -> None:
         fd = ctx.target(destination, "dir")
         try:
             procfs.mount_on(fd, "tmpfs", "tmpfs", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC,
                             "mode=755")
-        finally:
+        except BaseException:
+            os.close(fd)
+            raise
+        if flags & sc.MS_RDONLY:
+            under.append(fd)
+        else:
             os.close(fd)
 
     def bind(name: str, source: str) -> None:
         inner = f"{destination.rstrip('/')}/{name}"
         fd = ctx.target(inner, "dir")
         try:
-            procfs.mount_on(fd, source, None, sc.MS_BIND | sc.MS_REC)
-        finally:
-            os.close(fd)
-        fd = ctx.target(inner, None)
-        try:
-            rootfs.remount_bind(fd, bind_flags)
+            os.close(rootfs.bind_onto(fd, source, sc.MS_BIND | sc.MS_REC | bind_flags))
         finally:
             os.close(fd)
 
@@ -518,7 +520,11 @@ def mount_steps(manager: Manager | NoneManager, ctx: Any, mount: dict[str, Any],
                           partial(bind, name, source)))
     if flags & sc.MS_RDONLY:
         def remount_ro() -> None:
-            fd = ctx.target(destination, None)
+            below = under.pop()
+            try:
+                fd = ctx.mounted(destination, below)
+            finally:
+                os.close(below)
             try:
                 rootfs.remount_bind(fd, sc.MS_RDONLY | sc.MS_NOSUID
                                     | sc.MS_NODEV | sc.MS_NOEXEC)
