@@ -9,7 +9,8 @@ container whose set-up is exactly what the config asked for; the host is never t
 * masked files covered by something that is not the null device (CVE-2025-31133),
 * the pty bound somewhere other than /dev/console (CVE-2025-52565),
 * a sysctl written into a host file (CVE-2025-52881),
-* a mount or its directories made outside the rootfs (CVE-2021-30465, CVE-2024-45310),
+* a mount or its directories made outside the rootfs (CVE-2021-30465, CVE-2024-45310), or
+  its options (``ro``) applied to another mount,
 * /dev nodes and symlinks made, or files unlinked, in a volume (CVE-2026-41579),
 * a cwd outside the container's root (CVE-2024-21626).
 
@@ -218,6 +219,29 @@ def test_mount_directories_are_never_made_outside_the_rootfs(rt, make_config, bu
 
     race(rt, bundle(config), lambda: exchange(mnt / "a", mnt / "b"), check)
     assert os.listdir(host) == []
+
+
+def test_read_only_bind_stays_read_only(rt, make_config, bundle, private_rootfs, tmp_path):
+    """The options of a bind (``ro``) land on the bind itself, not on whatever the
+    destination names a moment later (here: another mount the neighbour points it at)."""
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    mnt = private_rootfs / "mnt"
+    (mnt / "a").mkdir(parents=True)
+    (mnt / "b").symlink_to("c")
+    config = make_config(["true"], rootfs_path=private_rootfs)
+    config["mounts"] += [{"destination": "/mnt/c/vol", "type": "tmpfs", "source": "tmpfs"},
+                         bind_mount(volume, "/mnt/a/vol", "ro")]
+
+    def check(cid: str, pid: int) -> list[str]:
+        wrong = []
+        for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines():
+            fields = line.split()
+            if fields[3].endswith("/volume") and "ro" not in fields[5].split(","):
+                wrong.append(f"the read-only volume is writable: {line}")
+        return wrong
+
+    race(rt, bundle(config), lambda: exchange(mnt / "a", mnt / "b"), check)
 
 
 def test_dev_setup_never_touches_a_volume(rt, make_config, bundle, private_rootfs, tmp_path):
