@@ -60,10 +60,19 @@ def stage1(plan: ContainerPlan, channel: Channel, ns_fds: list[tuple[str, int]],
             sc.unshare(late)
         if ns.time_offsets:
             namespaces.write_time_offsets(ns.time_offsets)
+        # init speaks on the same channel: it starts only once its pid is sent, or a fast
+        # init's "ready" would reach the parent before the "pid" it waits for
+        gate, release = os.pipe()
         pid = os.fork()
         if pid == 0:
+            os.close(release)
+            if os.read(gate, 1) != b"1":  # stage-1 failed before it sent the pid
+                os._exit(1)
+            os.close(gate)
             init(plan, channel, listener)
+        os.close(gate)
         channel.send("pid", pid=pid)
+        os.write(release, b"1")
     except BaseException as err:
         child_failed(channel, err, plan.options.debug)
     os._exit(0)
