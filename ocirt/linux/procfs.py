@@ -21,8 +21,6 @@ container's. ``magic_path`` names an fd through the handle for mount(2), which t
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from ocirt.errors import OcirtError, SyscallError
 from ocirt.linux import syscalls as sc
@@ -119,20 +117,31 @@ def write(path: str, data: str) -> None:
         os.close(fd)
 
 
-@contextmanager
-def magic_path(fd: int) -> Iterator[str]:
+class magic_path:  # used as a function: ``with magic_path(fd) as path``
     """A path naming ``fd`` for calls that take paths (mount(2)): ``thread-self/fd/N``
     relative to the trusted procfs, made the working directory for the call, so no /proc the
     container can shape is looked up. The old working directory comes back afterwards; other
-    fds are named with ``fd_name`` inside the block."""
-    proc = handle()
-    old = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fchdir(proc)
-        yield fd_name(fd)
-    finally:
-        os.fchdir(old)
-        os.close(old)
+    fds are named with ``fd_name`` inside the block. (A class, not contextlib: start-up.)"""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.old = -1
+
+    def __enter__(self) -> str:
+        proc = handle()
+        self.old = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fchdir(proc)
+        except BaseException:
+            os.close(self.old)
+            raise
+        return fd_name(self.fd)
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            os.fchdir(self.old)
+        finally:
+            os.close(self.old)
 
 
 def fd_name(fd: int) -> str:
