@@ -341,10 +341,15 @@ def _text(err: OSError) -> str:
 def _setgroups_denied() -> bool:
     """True where the kernel refuses setgroups(2): /proc/self/setgroups says "deny"."""
     try:
-        with open("/proc/self/setgroups", "rb") as handle:
-            return handle.read().strip() == b"deny"
+        fd = procfs.open_file("self/setgroups", os.O_RDONLY)  # not the container's /proc
+    except OcirtError:
+        return False
+    try:
+        return os.read(fd, 64).strip() == b"deny"
     except OSError:
         return False
+    finally:
+        os.close(fd)
 
 
 def _setrlimit(name: str, number: int, soft: int, hard: int) -> None:
