@@ -197,9 +197,10 @@ def _stage1(setup: ProcessSetup, channel: Channel, ns_fds: list[tuple[str, int]]
             process: dict[str, Any], debug: bool) -> None:
     try:
         sc.prctl(sc.PR_SET_DUMPABLE, 0)
-        if process.get("oomScoreAdj") is not None:  # through the host's /proc, inherited
-            with open("/proc/self/oom_score_adj", "w") as handle:
-                handle.write(str(process["oomScoreAdj"]))
+        if process.get("oomScoreAdj") is not None:  # the host's procfs, inherited
+            from ocirt.linux import procfs
+
+            procfs.write("self/oom_score_adj", str(process["oomScoreAdj"]))
         if setup.seccomp is not None:
             setup.seccomp.connect_listener()  # listenerPath is a host path
         namespaces.join(ns_fds, only={"user"})

@@ -19,7 +19,7 @@ from ocirt.container import hooks
 from ocirt.container.plan import ContainerPlan
 from ocirt.container.sync import Channel, child_failed
 from ocirt.errors import OcirtError
-from ocirt.linux import namespaces
+from ocirt.linux import namespaces, procfs
 from ocirt.linux import syscalls as sc
 from ocirt.linux.plan import run_all
 
@@ -60,10 +60,19 @@ def stage1(plan: ContainerPlan, channel: Channel, ns_fds: list[tuple[str, int]],
             sc.unshare(late)
         if ns.time_offsets:
             namespaces.write_time_offsets(ns.time_offsets)
+        # init speaks on the same channel: it starts only once its pid is sent, or a fast
+        # init's "ready" would reach the parent before the "pid" it waits for
+        gate, release = os.pipe()
         pid = os.fork()
         if pid == 0:
+            os.close(release)
+            if os.read(gate, 1) != b"1":  # stage-1 failed before it sent the pid
+                os._exit(1)
+            os.close(gate)
             init(plan, channel, listener)
+        os.close(gate)
         channel.send("pid", pid=pid)
+        os.write(release, b"1")
     except BaseException as err:
         child_failed(channel, err, plan.options.debug)
     os._exit(0)
@@ -101,9 +110,11 @@ def init(plan: ContainerPlan, channel: Channel, listener: socket.socket | None) 
         from ocirt.linux.process import close_extra_fds
 
         close_extra_fds(process.inherited if process is not None else set(), keep)
+        # init's own procfs (its pid namespace), made before any config mount: every write
+        # under /proc and every mount onto an fd goes through it
+        procfs.handle()
         if plan.oom_score_adj is not None:
-            with open("/proc/self/oom_score_adj", "w") as handle:
-                handle.write(str(plan.oom_score_adj))
+            procfs.write("self/oom_score_adj", str(plan.oom_score_adj))
         if "network" in plan.namespaces.create:
             namespaces.loopback_up()
         if plan.net_devices:

@@ -15,7 +15,9 @@ a socketpair made by the runtime before it forks (the ``sync`` channel)::
   move the devices into its netns
   {"go"} -------------------------> (now inside the cgroups) unshare the cgroup namespace
                                     fork ---------------------------> (pid 1 if a new pid ns)
-                   <--------------- {"pid": N}  (host pid); exits
+                   <--------------- {"pid": N}  (host pid)
+                                    release (a pipe) ---------------> starts only now
+                                    exits
   waitpid(stage-1)                                                  moved devices: addresses, up;
                                                                     mounts, devices, pivot_root,
                                                                     hostname, rlimits, user,

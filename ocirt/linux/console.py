@@ -14,10 +14,13 @@ import array
 import fcntl
 import os
 import socket
+import stat
 import struct
 import termios
 
 from ocirt.errors import OcirtError, access_hint
+from ocirt.linux import procfs, safepath
+from ocirt.linux import syscalls as sc
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -39,12 +42,21 @@ def check_terminal(terminal: bool, console_socket: str | None, detach: bool) -> 
 
 
 def open_pty() -> tuple[int, int]:
-    """A new pty pair from /dev/ptmx of the current mount namespace: (master, slave)."""
+    """A new pty pair from /dev/ptmx of the current root: (master, slave). /dev/ptmx is
+    resolved inside the root without magic links and must be the ptmx device (5:2)."""
     try:
-        master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+        root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            master = safepath.open_in_root(root, "/dev/ptmx", os.O_RDWR | os.O_NOCTTY)
+        finally:
+            os.close(root)
     except OSError as err:
         raise OcirtError(f"opening /dev/ptmx for the terminal: {err.strerror} (is devpts "
                          "mounted on /dev/pts with /dev/ptmx -> pts/ptmx?)") from err
+    st = os.fstat(master)
+    if not stat.S_ISCHR(st.st_mode) or (os.major(st.st_rdev), os.minor(st.st_rdev)) != (5, 2):
+        os.close(master)
+        raise OcirtError("/dev/ptmx of the container is not the ptmx device (5:2)")
     try:
         fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))
         slave = fcntl.ioctl(master, TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
@@ -178,8 +190,7 @@ def take_terminal(sock: socket.socket, size: dict[str, int] | None, console: boo
         if size:
             set_size(slave, size.get("height", 0), size.get("width", 0))
         if console:
-            number = struct.unpack("I", fcntl.ioctl(master, TIOCGPTN, b"\0" * 4))[0]
-            _bind_console(f"/dev/pts/{number}")
+            _bind_console(slave)
         send_fd(sock, master, "/dev/ptmx")
     finally:
         os.close(master)
@@ -187,14 +198,31 @@ def take_terminal(sock: socket.socket, size: dict[str, int] | None, console: boo
     become_terminal_owner(slave)
 
 
-def _bind_console(pts: str) -> None:
-    from ocirt.linux import syscalls as sc
-
+def _bind_console(slave: int) -> None:
+    """Bind the pty peer (``slave``, from TIOCGPTPEER) onto /dev/console, both by fd:
+    /dev is opened with no symlink, /dev/console made or opened O_NOFOLLOW and checked to be
+    a file or a character device (CVE-2025-52565)."""
     try:
-        os.close(os.open("/dev/console", os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                         0o600))
-    except FileExistsError:
-        pass
+        root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            dev = safepath.open_beneath(root, "dev", os.O_PATH | os.O_DIRECTORY)
+        finally:
+            os.close(root)
+        try:
+            try:
+                os.mknod("console", stat.S_IFREG | 0o600, dir_fd=dev)
+            except FileExistsError:
+                pass
+            target = os.open("console", os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dev)
+        finally:
+            os.close(dev)
     except OSError as err:
         raise OcirtError(f"creating /dev/console: {err.strerror}") from err
-    sc.mount(pts, "/dev/console", None, sc.MS_BIND)
+    try:
+        mode = os.fstat(target).st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISCHR(mode)):
+            raise OcirtError("/dev/console of the container is neither a file nor a device "
+                             "(a symlink?): refusing to bind the terminal onto it")
+        procfs.mount_on(target, None, None, sc.MS_BIND, source_fd=slave)
+    finally:
+        os.close(target)

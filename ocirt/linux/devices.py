@@ -1,8 +1,11 @@
 """Device nodes in the container's /dev: the defaults every container needs, linux.devices,
 and the /dev symlinks (fd, stdin, stdout, stderr, ptmx).
 
-Nodes are made with mknod inside the rootfs (resolved safely); in a user namespace, where mknod
-is not allowed, the host's node is bind-mounted onto an empty file instead.
+Nodes are made with mknod inside the rootfs; in a user namespace, where mknod is not allowed,
+the host's node is bind-mounted onto an empty file instead. Their directories (``/dev`` and
+below) are walked with no symlink allowed (``safepath.mkdir_all`` strict): a ``/dev`` swapped
+for a symlink into a volume would otherwise make the runtime unlink and create files there
+(CVE-2026-41579, crun's CVE-2026-47766).
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ import stat
 from functools import partial
 
 from ocirt.errors import OcirtError
+from ocirt.linux import procfs, safepath
 from ocirt.linux import syscalls as sc
 from ocirt.linux.plan import Step
-from ocirt.linux.rootfs import RootContext, fd_path, open_in_root
+from ocirt.linux.rootfs import RootContext
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -69,8 +73,12 @@ def device_steps(ctx: RootContext, devices: list[Device], bind_from_host: bool,
 
 
 def _split(ctx: RootContext, path: str) -> tuple[int, str]:
-    parent, _, name = path.rpartition("/")
-    return open_in_root(ctx.fd, parent or "/", "dir"), name
+    parent, name = safepath.split(path)
+    try:
+        return safepath.mkdir_all(ctx.fd, parent, strict=True), name
+    except OSError as err:
+        raise OcirtError(f"opening {parent} for {path} in the rootfs: {err.strerror} (no "
+                         "symlink is allowed there)") from err
 
 
 def _make_device(ctx: RootContext, dev: Device, bind_from_host: bool) -> None:
@@ -81,11 +89,9 @@ def _make_device(ctx: RootContext, dev: Device, bind_from_host: bool) -> None:
         except FileNotFoundError:
             pass
         if bind_from_host:
-            os.close(os.open(name, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                             0o644, dir_fd=parentfd))
-            fd = sc.openat2(parentfd, name, os.O_PATH, sc.RESOLVE_IN_ROOT)
+            fd = safepath.create_file(parentfd, name)
             try:
-                sc.mount(dev.path, fd_path(fd), None, sc.MS_BIND)
+                procfs.mount_on(fd, dev.path, None, sc.MS_BIND)
             finally:
                 os.close(fd)
             return
@@ -104,7 +110,8 @@ def _chmod_at(parentfd: int, name: str, mode: int) -> None:
     # symlinks, so go through an O_PATH fd of the node we just made.
     fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parentfd)
     try:
-        os.chmod(fd_path(fd), mode)
+        with procfs.magic_path(fd) as path:
+            os.chmod(path, mode)
     finally:
         os.close(fd)
 

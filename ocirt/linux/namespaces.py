@@ -11,6 +11,7 @@ import fcntl
 import os
 
 from ocirt.errors import ConfigError, OcirtError
+from ocirt.linux import procfs
 from ocirt.linux import syscalls as sc
 
 TYPE_CHECKING = False
@@ -105,8 +106,7 @@ def write_time_offsets(offsets: dict[str, dict[str, int]]) -> None:
     text = "".join(f"{clock} {value.get('secs', 0)} {value.get('nanosecs', 0)}\n"
                    for clock, value in offsets.items())
     try:
-        with open("/proc/self/timens_offsets", "w") as handle:
-            handle.write(text)
+        procfs.write("self/timens_offsets", text)
     except OSError as err:
         raise OcirtError(f"writing timens_offsets ({text.strip()!r}): {err.strerror}") from err
 
@@ -155,8 +155,7 @@ def write_id_maps(pid: int, linux: dict[str, Any]) -> None:
         if not lines:
             continue
         try:
-            with open(f"/proc/{pid}/{name}", "w") as handle:
-                handle.write(lines)
+            procfs.write(f"{pid}/{name}", lines)  # the trusted procfs: never a redirected file
         except OSError as err:
             raise OcirtError(f"writing {name} ({lines.strip()!r}): {err.strerror}") from err
 

@@ -16,7 +16,7 @@ import struct
 from functools import partial
 
 from ocirt.errors import ConfigError, ExecError, OcirtError
-from ocirt.linux import capabilities, trampoline
+from ocirt.linux import capabilities, procfs, safepath, trampoline
 from ocirt.linux import syscalls as sc
 from ocirt.linux.plan import Step
 from ocirt.linux.process_attrs import process_steps
@@ -245,8 +245,17 @@ class ProcessSetup:
             # Nothing to set, and nothing can be: the groups stay as the user had them.
 
     def enter_cwd(self) -> None:
+        """By fd: resolved inside the root, no magic link (``/proc/self/fd/N``) followed."""
         try:
-            os.chdir(self.cwd)
+            root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                fd = safepath.open_in_root(root, self.cwd, os.O_PATH | os.O_DIRECTORY)
+            finally:
+                os.close(root)
+            try:
+                os.fchdir(fd)
+            finally:
+                os.close(fd)
         except OSError as err:
             raise OcirtError(f"chdir to cwd ({self.cwd!r}) set in config.json failed: "
                              f"{err.strerror}") from err
@@ -332,10 +341,15 @@ def _text(err: OSError) -> str:
 def _setgroups_denied() -> bool:
     """True where the kernel refuses setgroups(2): /proc/self/setgroups says "deny"."""
     try:
-        with open("/proc/self/setgroups", "rb") as handle:
-            return handle.read().strip() == b"deny"
+        fd = procfs.open_file("self/setgroups", os.O_RDONLY)  # not the container's /proc
+    except OcirtError:
+        return False
+    try:
+        return os.read(fd, 64).strip() == b"deny"
     except OSError:
         return False
+    finally:
+        os.close(fd)
 
 
 def _setrlimit(name: str, number: int, soft: int, hard: int) -> None:
@@ -372,7 +386,9 @@ def _is_open(fd: int) -> bool:
 
 def close_extra_fds(inherited: set[int], keep: set[int]) -> None:
     """Close every fd except stdio, ``keep`` and ``inherited`` (the ones the caller passed
-    with --preserve-fds, made inheritable); nothing else survives exec."""
+    with --preserve-fds, made inheritable); nothing else survives exec. The trusted procfs
+    handle, if one was inherited, is closed too and forgotten."""
+    procfs.forget()
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
         if fd < 3 or fd in keep:

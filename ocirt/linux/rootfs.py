@@ -1,11 +1,13 @@
 """The container's root filesystem: mount options, safe paths, the mount plan and pivot_root.
 
-Every path from the config is resolved by the kernel inside the rootfs (openat2 with
+Every path from the config is resolved inside the rootfs by ``safepath`` (openat2 with
 RESOLVE_IN_ROOT), so a symlink in the rootfs can never make a mount land outside it; the mount
-then targets the opened file through /proc/self/fd, so a path swapped after the check cannot
-redirect it either. All steps run in the container's own mount namespace, made slave before the
-first mount, so nothing reaches the host. A container without a mount namespace of its own gets
-no propagation change and a chroot instead of pivot_root (``shared_namespace_steps``).
+then targets the opened file through the trusted procfs (``procfs.mount_on``), so a path
+swapped after the check cannot redirect it either. A destination that resolves into /proc
+follows runc's rule (``procfs.check_mount_destination``). All steps run in the container's
+own mount namespace, made slave before the first mount, so nothing reaches the host. A
+container without a mount namespace of its own gets no propagation change and a chroot
+instead of pivot_root (``shared_namespace_steps``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Callable
 from functools import partial
 
 from ocirt.errors import ConfigError, OcirtError, SyscallError, access_hint
+from ocirt.linux import procfs, safepath
 from ocirt.linux import syscalls as sc
 from ocirt.linux.plan import Step
 
@@ -132,23 +135,21 @@ def open_in_root(rootfd: int, path: str, create: str | None = None) -> int:
     """Open ``path`` (absolute inside the rootfs) as an O_PATH fd without leaving the root.
 
     ``create`` is ``"dir"`` or ``"file"`` to make a missing destination (and its parent
-    directories) the way a mount needs it.
+    directories) the way a mount needs it; see ``safepath`` for the rules.
     """
     return _open_in_root(rootfd, path, create, 0)
 
 
 def _open_in_root(rootfd: int, path: str, create: str | None, depth: int) -> int:
     try:
-        return sc.openat2(rootfd, path, os.O_PATH, sc.RESOLVE_IN_ROOT)
+        return safepath.open_in_root(rootfd, path)
     except FileNotFoundError:
         if create is None:
             raise
     if depth > 40:
         raise OSError(40, "too many levels of symbolic links", path)
-    parent, _, name = path.rstrip("/").rpartition("/")
-    if not name or name in (".", ".."):
-        raise OSError(22, "not a valid mount destination", path)
-    parentfd = _open_in_root(rootfd, parent or "/", "dir", depth + 1)
+    parent, name = safepath.split(path)
+    parentfd = _open_in_root(rootfd, parent, "dir", depth + 1)
     try:
         try:
             link = os.readlink(name, dir_fd=parentfd)
@@ -164,19 +165,12 @@ def _open_in_root(rootfd: int, path: str, create: str | None, depth: int) -> int
                 os.mkdir(name, 0o755, dir_fd=parentfd)
             except FileExistsError:
                 pass
-        else:
-            try:
-                os.close(os.open(name, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                                 0o644, dir_fd=parentfd))
-            except FileExistsError:
-                pass
-        return sc.openat2(parentfd, name, os.O_PATH, sc.RESOLVE_IN_ROOT)
+            # what is there now, resolved again inside the root (a symlink swapped in since
+            # still resolves inside the rootfs, as the container would see it)
+            return safepath.open_in_root(rootfd, f"{parent}/{name}")
+        return safepath.create_file(parentfd, name)
     finally:
         os.close(parentfd)
-
-
-def fd_path(fd: int) -> str:
-    return f"/proc/self/fd/{fd}"
 
 
 class RootContext:
@@ -204,20 +198,66 @@ class RootContext:
             raise OcirtError(f"mount destination {destination!r} in rootfs {self.rootfs!r}: "
                              f"{err.strerror}") from err
 
+    def mounted(self, destination: str, under: int) -> int:
+        """The mount just made on the target ``under`` (an fd that now lies beneath it),
+        reached by opening ``destination`` again and checked to be that mount: its parent is
+        the mount ``under`` is on. A path swapped in between fails the check."""
+        fd = self.target(destination, None)
+        if procfs.parent_mount_id(procfs.mount_id(fd)) != procfs.mount_id(under):
+            os.close(fd)
+            raise OcirtError(f"mount destination {destination!r} changed while it was being "
+                             "mounted (a symlink or a rename in the rootfs?): refusing")
+        return fd
 
-def current_mount_flags(path: str) -> int:
+
+def current_mount_flags(path: str | int) -> int:
     flags = 0
-    vfs = os.statvfs(path)
+    vfs = os.fstatvfs(path) if isinstance(path, int) else os.statvfs(path)
     for st_flag, ms_flag in _ST_TO_MS.items():
         if vfs.f_flag & st_flag:
             flags |= ms_flag
     return flags
 
 
-def remount_bind(path: str, flags: int) -> None:
-    """Change the flags of the bind mount at ``path``, keeping the locked ones it has."""
+# mount(2) flags of a bind remount -> mount_setattr(2) attributes
+_MS_TO_ATTR = ((sc.MS_RDONLY, sc.MOUNT_ATTR_RDONLY), (sc.MS_NOSUID, sc.MOUNT_ATTR_NOSUID),
+               (sc.MS_NODEV, sc.MOUNT_ATTR_NODEV), (sc.MS_NOEXEC, sc.MOUNT_ATTR_NOEXEC),
+               (sc.MS_NODIRATIME, sc.MOUNT_ATTR_NODIRATIME),
+               (sc.MS_NOSYMFOLLOW, sc.MOUNT_ATTR_NOSYMFOLLOW))
+_MS_TO_ATIME = ((sc.MS_NOATIME, sc.MOUNT_ATTR_NOATIME), (sc.MS_RELATIME, sc.MOUNT_ATTR_RELATIME),
+                (sc.MS_STRICTATIME, sc.MOUNT_ATTR_STRICTATIME))
+
+
+def bind_onto(fd: int, source: str, flags: int) -> int:
+    """Bind ``source`` onto the target ``fd`` with no second lookup of the target: a detached
+    clone (open_tree), the options set on the clone's top mount as a bind remount would
+    (read-write unless ``ro``), then move_mount onto the fd. Returns the new mount's fd."""
+    tree = sc.open_tree(source, bool(flags & sc.MS_REC))
+    try:
+        extra = flags & ~(sc.MS_BIND | sc.MS_REC | sc.MS_REMOUNT)
+        if extra:
+            attr_set = sum(attr for flag, attr in _MS_TO_ATTR if extra & flag)
+            attr_clr = 0 if extra & sc.MS_RDONLY else sc.MOUNT_ATTR_RDONLY
+            for flag, attr in _MS_TO_ATIME:
+                if extra & flag:
+                    attr_clr |= sc.MOUNT_ATTR__ATIME
+                    attr_set = (attr_set & ~sc.MOUNT_ATTR__ATIME) | attr
+            sc.mount_setattr(tree, attr_set, attr_clr, recursive=False)
+        sc.move_mount(tree, fd, f"bind {source!r}")
+    except BaseException:
+        os.close(tree)
+        raise
+    return tree
+
+
+def remount_bind(path: str | int, flags: int) -> None:
+    """Change the flags of the bind mount at ``path`` (or the fd on its root), keeping the
+    locked ones it has."""
     kept = current_mount_flags(path) & _KEPT_ON_REMOUNT & ~sc.MS_RDONLY
-    sc.mount(None, path, None, sc.MS_BIND | sc.MS_REMOUNT | kept | flags)
+    if isinstance(path, int):
+        procfs.mount_on(path, None, None, sc.MS_BIND | sc.MS_REMOUNT | kept | flags)
+    else:
+        sc.mount(None, path, None, sc.MS_BIND | sc.MS_REMOUNT | kept | flags)
 
 
 def mount_steps(ctx: RootContext, mount: dict[str, Any], index: int, bundle: str,
@@ -298,22 +338,25 @@ def _attach(ctx: RootContext, mapped: idmap.IdmappedMount, source: str, destinat
     # the detached copy says what it is: init may not be able to reach the source any more
     fd = ctx.target(destination, "dir" if mapped.is_dir() else "file")
     try:
+        procfs.check_mount_destination(ctx.rootfs, fd, destination, None, source, True)
         mapped.attach(fd, destination)
+        _after_mount(ctx, destination, options, fd)
     except SyscallError as err:
         raise OcirtError(f"mounting {destination!r}: {err}") from err
     finally:
         os.close(fd)
-    _after_mount(ctx, destination, options)
 
 
-def _after_mount(ctx: RootContext, destination: str, options: MountOptions) -> None:
-    """Propagation and recursive attributes, on the new mount (reopened: it covers the old)."""
+def _after_mount(ctx: RootContext, destination: str, options: MountOptions, under: int,
+                 new: int = -1) -> None:
+    """Propagation and recursive attributes, on the new mount: ``new`` when the caller holds
+    it, else reopened and checked to sit on ``under`` (``RootContext.mounted``)."""
     if not (options.propagation or options.attr_set or options.attr_clr):
         return
-    fd = ctx.target(destination, None)
+    fd = os.dup(new) if new >= 0 else ctx.mounted(destination, under)
     try:
         for prop in options.propagation:
-            sc.mount(None, fd_path(fd), None, prop)
+            procfs.mount_on(fd, None, None, prop)
         if options.attr_set or options.attr_clr:
             sc.mount_setattr(fd, options.attr_set, options.attr_clr)
     except SyscallError as err:
@@ -326,46 +369,47 @@ def _do_mount(ctx: RootContext, source: str | None, destination: str, fstype: st
               options: MountOptions, data: str | None) -> None:
     create = _bind_target_kind(source or "", destination) if options.is_bind else "dir"
     fd = ctx.target(destination, create)
+    new = -1
     try:
-        target = fd_path(fd)
+        procfs.check_mount_destination(ctx.rootfs, fd, destination, fstype, source,
+                                       options.is_bind)
         flags = options.flags
         if options.is_bind:
-            sc.mount(source, target, fstype, flags & (sc.MS_BIND | sc.MS_REC), data)
-            extra = flags & ~(sc.MS_BIND | sc.MS_REC | sc.MS_REMOUNT)
-            if extra:
-                # The new mount now covers the old target: reopen to reach it, then remount.
-                os.close(fd)
-                fd = ctx.target(destination, None)
-                remount_bind(fd_path(fd), extra)
+            new = bind_onto(fd, source or "", flags)
         elif options.copy_up:
             _mount_copy_up(ctx, destination, fd, source or fstype or "none", fstype, flags, data)
         else:
-            sc.mount(source or fstype or "none", target, fstype, flags, data)
+            procfs.mount_on(fd, source or fstype or "none", fstype, flags, data)
+        _after_mount(ctx, destination, options, fd, new)
     except SyscallError as err:
         raise OcirtError(f"mounting {destination!r}: {err}") from err
     finally:
         os.close(fd)
-    _after_mount(ctx, destination, options)
+        if new >= 0:
+            os.close(new)
 
 
 def _mount_copy_up(ctx: RootContext, destination: str, fd: int, source: str,
                    fstype: str | None, flags: int, data: str | None) -> None:
     """Mount a tmpfs over a directory, then copy the directory's old content into it (the
-    ``tmpcopyup`` option podman adds to --tmpfs and --read-only mounts)."""
+    ``tmpcopyup`` option podman adds to --tmpfs and --read-only mounts). Both sides are named
+    through the trusted procfs, never by their path in the rootfs."""
     import shutil
 
-    old = os.open(fd_path(fd), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    with procfs.magic_path(fd) as here:
+        old = os.open(here, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         # Writable while we copy: a read-only copy-up tmpfs is made read-only afterwards.
-        sc.mount(source, fd_path(fd), fstype, flags & ~sc.MS_RDONLY, data)
-        new = ctx.target(destination, None)
+        procfs.mount_on(fd, source, fstype, flags & ~sc.MS_RDONLY, data)
+        new = ctx.mounted(destination, fd)
         try:
             st = os.fstat(old)
-            os.chown(fd_path(new), st.st_uid, st.st_gid)
-            os.chmod(fd_path(new), st.st_mode & 0o7777)
-            shutil.copytree(fd_path(old), fd_path(new), symlinks=True, dirs_exist_ok=True)
+            with procfs.magic_path(new) as there:
+                os.chown(there, st.st_uid, st.st_gid)
+                os.chmod(there, st.st_mode & 0o7777)
+                shutil.copytree(procfs.fd_name(old), there, symlinks=True, dirs_exist_ok=True)
             if flags & sc.MS_RDONLY:
-                sc.mount(None, fd_path(new), None, sc.MS_REMOUNT | flags)
+                procfs.mount_on(new, None, None, sc.MS_REMOUNT | flags)
         finally:
             os.close(new)
     except OSError as err:
@@ -433,11 +477,15 @@ def _move_root(ctx: RootContext) -> None:
 
 def finish_steps(readonly: bool, masked: list[str], readonly_paths: list[str],
                  propagation: str | None) -> list[Step]:
-    """Steps after pivot_root: paths are now the container's own."""
-    steps = [Step(f"mask {path} (bind /dev/null, or a read-only tmpfs on a directory)",
-                  partial(_mask, path)) for path in masked]
-    steps += [Step(f"make {path} read-only (bind on itself, remount ro)",
-                   partial(_readonly, path)) for path in readonly_paths]
+    """Steps after pivot_root: paths are now the container's own (see ``masking``)."""
+    from ocirt.linux.masking import Masker
+
+    masker = Masker()
+    steps = [Step(f"mask {path} (bind /dev/null checked to be 1:3, or the shared read-only "
+                  "tmpfs on a directory)", partial(masker.mask, path)) for path in masked]
+    steps += [Step(f"make {path} read-only (clone, mount_setattr ro, move back by fd)",
+                   partial(masker.readonly, path)) for path in readonly_paths]
+    steps.append(Step("close the masking fds", masker.close))
     if readonly:
         steps.append(Step("remount / read-only", lambda: remount_bind("/", sc.MS_RDONLY)))
     if propagation:
@@ -445,24 +493,3 @@ def finish_steps(readonly: bool, masked: list[str], readonly_paths: list[str],
         steps.append(Step(f"mount --make-r{propagation.lstrip('r')} / (linux.rootfsPropagation)",
                           lambda: sc.mount(None, "/", None, flag)))
     return steps
-
-
-def _mask(path: str) -> None:
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    if stat.S_ISDIR(st.st_mode):
-        sc.mount("tmpfs", path, "tmpfs", sc.MS_RDONLY, None)
-    else:
-        sc.mount("/dev/null", path, None, sc.MS_BIND, None)
-
-
-def _readonly(path: str) -> None:
-    try:
-        sc.mount(path, path, None, sc.MS_BIND | sc.MS_REC, None)
-    except SyscallError as err:
-        if err.errno == 2:
-            return
-        raise
-    remount_bind(path, sc.MS_RDONLY)

@@ -281,3 +281,49 @@ def sched_setattr(policy: int, flags: int, nice: int, priority: int, runtime: in
                 ctypes.c_uint(0)) != 0:
         raise _fail(f"sched_setattr(policy={policy}, nice={nice}, priority={priority}, "
                     f"flags={flags:#x})")
+
+
+# The new mount API (linux/mount.h): a filesystem instance made without a path, and statfs.
+_SYS_fsopen, _SYS_fsconfig, _SYS_fsmount = 430, 431, 432
+FSOPEN_CLOEXEC = 0x1
+FSCONFIG_SET_STRING = 1
+FSCONFIG_CMD_CREATE = 6
+FSMOUNT_CLOEXEC = 0x1
+PROC_SUPER_MAGIC = 0x9FA0
+_SYS_fstatfs = 138
+
+
+def fsmount_new(fstype: str, options: dict[str, str], attrs: int) -> int:
+    """A new, detached mount of a fresh ``fstype`` instance (fsopen, fsconfig, fsmount)."""
+    fs: int = _syscall(ctypes.c_long(_SYS_fsopen), _b(fstype), ctypes.c_uint(FSOPEN_CLOEXEC))
+    if fs < 0:
+        raise _fail(f"fsopen({fstype!r})")
+    try:
+        for key, value in options.items():
+            if _syscall(ctypes.c_long(_SYS_fsconfig), ctypes.c_long(fs),
+                        ctypes.c_uint(FSCONFIG_SET_STRING), _b(key), _b(value),
+                        ctypes.c_int(0)) != 0:
+                raise _fail(f"fsconfig({fstype!r}, {key}={value})")
+        if _syscall(ctypes.c_long(_SYS_fsconfig), ctypes.c_long(fs),
+                    ctypes.c_uint(FSCONFIG_CMD_CREATE), None, None, ctypes.c_int(0)) != 0:
+            raise _fail(f"fsconfig({fstype!r}, FSCONFIG_CMD_CREATE)")
+        mnt: int = _syscall(ctypes.c_long(_SYS_fsmount), ctypes.c_long(fs),
+                            ctypes.c_uint(FSMOUNT_CLOEXEC), ctypes.c_uint(attrs))
+        if mnt < 0:
+            raise _fail(f"fsmount({fstype!r}, attrs={attrs:#x})")
+        return mnt
+    finally:
+        os.close(fs)
+
+
+class _Statfs(ctypes.Structure):
+    _fields_ = [("f_type", ctypes.c_long), ("f_bsize", ctypes.c_long),
+                ("rest", ctypes.c_long * 14)]
+
+
+def fstatfs_type(fd: int) -> int:
+    """The filesystem magic (statfs f_type) of the file ``fd`` refers to."""
+    buf = _Statfs()
+    if _syscall(ctypes.c_long(_SYS_fstatfs), ctypes.c_long(fd), ctypes.byref(buf)) != 0:
+        raise _fail(f"fstatfs({fd})")
+    return int(buf.f_type) & 0xFFFFFFFF

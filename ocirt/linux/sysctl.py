@@ -1,5 +1,8 @@
 """linux.sysctl: namespaced kernel parameters, written in the container's /proc/sys.
 
+The writes go through ``procfs`` (a procfs instance of init's own), never through the
+container's /proc, which a config mount or a symlink could have made a host file.
+
 Only keys that live in a namespace the container has its own copy of may be set (as runc
 checks): IPC keys need a new IPC namespace, net.* a new network namespace, and
 kernel.hostname/domainname a new UTS namespace. Anything else would change the host, so it is
@@ -11,6 +14,7 @@ from __future__ import annotations
 from functools import partial
 
 from ocirt.errors import ConfigError, OcirtError
+from ocirt.linux import procfs
 from ocirt.linux.plan import Step
 
 TYPE_CHECKING = False
@@ -65,8 +69,11 @@ def _joined_other_than_ours(ns: NamespacePlan, kind: str) -> bool:
 
 
 def _write(path: str, value: str, key: str) -> None:
+    """Through the trusted procfs: no mount or symlink in the container's /proc can redirect
+    the write (CVE-2025-52881)."""
     try:
-        with open(path, "w") as handle:
-            handle.write(value)
+        procfs.write(path, value)
+    except OcirtError as err:
+        raise OcirtError(f"sysctl {key}={value!r}: {err}") from err
     except OSError as err:
         raise OcirtError(f"sysctl {key}={value!r}: writing {path}: {err.strerror}") from err

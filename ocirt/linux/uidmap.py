@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 
 from ocirt.errors import OcirtError
-from ocirt.linux import namespaces
+from ocirt.linux import namespaces, procfs
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -78,8 +78,7 @@ def _own_only(entries: list[dict[str, Any]], own_id: int) -> bool:
 
 def _deny_setgroups(pid: int) -> None:
     try:
-        with open(f"/proc/{pid}/setgroups", "w") as handle:
-            handle.write("deny")
+        procfs.write(f"{pid}/setgroups", "deny")  # the trusted procfs, as uid_map
     except OSError as err:
         raise OcirtError(f"writing 'deny' to /proc/{pid}/setgroups (required before an "
                          f"unprivileged user writes gid_map): {err.strerror}") from err

@@ -7,7 +7,7 @@ import pytest
 
 from ocirt.config.default import MASKED_PATHS, READONLY_PATHS
 
-from .support import ROOT_MARKS
+from .support import IS_OCIRT, ROOT_MARKS
 
 pytestmark = ROOT_MARKS
 
@@ -59,3 +59,33 @@ def test_readonly_paths_cannot_be_written(rt, make_config, bundle, path):
     assert lines[0] == "refused", out
     for line in lines[1:]:
         assert line.split()[3].split(",")[0] == "ro", line
+
+
+MASKED_DIRS = ["/sys/firmware", "/proc/driver", "/proc/tty", "/sys/kernel/mm"]
+
+
+@pytest.mark.skipif(not IS_OCIRT, reason="runc 1.5 shares the tmpfs; Debian's runc 1.1.5 "
+                    "mounts one per directory")
+def test_masked_directories_share_one_read_only_tmpfs(rt, make_config, bundle):
+    """runc 1.5: every masked directory is covered by the same empty read-only tmpfs (one
+    superblock), not one mount each; files are still covered by /dev/null."""
+    config = make_config(["sh", "-c", "cat /proc/self/mountinfo; echo ==; for d in "
+                          + " ".join(MASKED_DIRS) + "; do ls -A $d | wc -l; touch $d/x 2>&1 "
+                          "&& echo WROTE; done; stat -c %t:%T /proc/keys"])
+    config["linux"]["maskedPaths"] = [*MASKED_DIRS, "/proc/keys"]
+    cid = rt.new_id("mask")
+    result = rt("run", "--bundle", str(bundle(config, name=cid)), cid)
+    assert result.returncode == 0, result
+    mountinfo, _, rest = result.stdout.partition("==\n")
+    mounts = {}
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        after = fields[fields.index("-") + 1:]
+        mounts[fields[4]] = (fields[2], after[0], fields[5].split(","))
+    covering = [mounts[d] for d in MASKED_DIRS]
+    assert {device for device, _, _ in covering} == {covering[0][0]}, covering
+    assert all(fstype == "tmpfs" and "ro" in options for _, fstype, options in covering)
+    lines = rest.splitlines()
+    assert [line for line in lines if line.isdigit()] == ["0"] * len(MASKED_DIRS), rest
+    assert "WROTE" not in rest
+    assert lines[-1] == "1:3", "masked files keep the /dev/null bind"

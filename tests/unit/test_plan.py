@@ -96,7 +96,8 @@ def test_mount_steps_call_mount_inside_the_rootfs(
         calls.append(
             (
                 source,
-                os.readlink(target) if target.startswith("/proc/self/fd/") else target,
+                os.readlink(target) if target.startswith(("/proc/self/fd/", "thread-self/fd/"))
+                else target,
                 fstype,
                 flags,
                 data,

@@ -477,7 +477,7 @@ def mount_steps(manager: Manager | NoneManager, ctx: Any, mount: dict[str, Any],
                 flags: int) -> list[Step]:
     """A ``cgroup`` mount: cgroup2 itself on a pure v2 host; otherwise a tmpfs holding a
     bind of the container's own cgroup from each hierarchy (as runc shows v1 and hybrid)."""
-    from ocirt.linux import rootfs
+    from ocirt.linux import procfs, rootfs
     from ocirt.linux import syscalls as sc
 
     destination: str = mount["destination"]
@@ -488,24 +488,26 @@ def mount_steps(manager: Manager | NoneManager, ctx: Any, mount: dict[str, Any],
                  "options": mount.get("options", [])}
         return rootfs.mount_steps(ctx, entry, 0, "/", None)
 
+    under: list[int] = []  # the tmpfs's target, kept for the read-only remount
+
     def mount_tmpfs() -> None:
         fd = ctx.target(destination, "dir")
         try:
-            sc.mount("tmpfs", rootfs.fd_path(fd), "tmpfs",
-                     sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC, "mode=755")
-        finally:
+            procfs.mount_on(fd, "tmpfs", "tmpfs", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC,
+                            "mode=755")
+        except BaseException:
+            os.close(fd)
+            raise
+        if flags & sc.MS_RDONLY:
+            under.append(fd)
+        else:
             os.close(fd)
 
     def bind(name: str, source: str) -> None:
         inner = f"{destination.rstrip('/')}/{name}"
         fd = ctx.target(inner, "dir")
         try:
-            sc.mount(source, rootfs.fd_path(fd), None, sc.MS_BIND | sc.MS_REC)
-        finally:
-            os.close(fd)
-        fd = ctx.target(inner, None)
-        try:
-            rootfs.remount_bind(rootfs.fd_path(fd), bind_flags)
+            os.close(rootfs.bind_onto(fd, source, sc.MS_BIND | sc.MS_REC | bind_flags))
         finally:
             os.close(fd)
 
@@ -518,9 +520,13 @@ def mount_steps(manager: Manager | NoneManager, ctx: Any, mount: dict[str, Any],
                           partial(bind, name, source)))
     if flags & sc.MS_RDONLY:
         def remount_ro() -> None:
-            fd = ctx.target(destination, None)
+            below = under.pop()
             try:
-                rootfs.remount_bind(rootfs.fd_path(fd), sc.MS_RDONLY | sc.MS_NOSUID
+                fd = ctx.mounted(destination, below)
+            finally:
+                os.close(below)
+            try:
+                rootfs.remount_bind(fd, sc.MS_RDONLY | sc.MS_NOSUID
                                     | sc.MS_NODEV | sc.MS_NOEXEC)
             finally:
                 os.close(fd)
