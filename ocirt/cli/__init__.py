@@ -27,10 +27,16 @@ def main(argv: list[str] | None = None) -> None:
             raise
         print(f"ocirt: internal error: {type(err).__name__}: {err}", file=sys.stderr)
         code = 1
+    import os
+
     try:
         sys.stdout.flush()
     except BrokenPipeError:
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+    if argv is None:
+        # The ocirt command itself: everything is written and closed, nothing is registered
+        # with atexit, so the interpreter's teardown (10 ms and more with ctypes and the
+        # container modules loaded) would only delay the caller.
+        sys.stderr.flush()
+        os._exit(code)
     sys.exit(code)
