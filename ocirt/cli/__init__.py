@@ -6,6 +6,9 @@ Kept thin: parsing, logging and exit codes only; the work is in ``ocirt.containe
 from __future__ import annotations
 
 import sys
+import time
+
+ENTERED = time.perf_counter()  # the interpreter's start ends here (see ``ocirt.timings``)
 
 
 def main(argv: list[str] | None = None) -> None:

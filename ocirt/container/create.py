@@ -23,7 +23,7 @@ from ocirt.container.state import (
     process_start_time,
     write_pid_file,
 )
-from ocirt.container.sync import Channel, reap
+from ocirt.container.sync import Channel, lapper, reap
 from ocirt.errors import ConfigError, OcirtError
 from ocirt.linux import console, hostmounts, namespaces, uidmap
 from ocirt.linux import syscalls as sc
@@ -43,14 +43,19 @@ def load_plan(container_id: str, bundle: str, options: planning.Options
               ) -> planning.ContainerPlan:
     bundle = os.path.abspath(bundle)
     config = load_config(bundle)
+    lap = lapper(options.timings)
+    lap("config load and validation")
     try:
-        return planning.build(container_id, bundle, config, options)
+        plan = planning.build(container_id, bundle, config, options)
     except ConfigError as err:  # name the file as loading errors do
         raise ConfigError(err.where, err.what, os.path.join(bundle, "config.json")) from None
+    lap("plan")
+    return plan
 
 
 def create(store: Store, plan: planning.ContainerPlan, foreground: bool = False) -> Created:
     """Carry out ``plan``. The caller must release ``Created.lock`` (and close the channel)."""
+    lap = lapper(plan.options.timings)
     console.check_terminal(plan.terminal, plan.options.console_socket, detach=not foreground)
     sc.prctl(sc.PR_SET_DUMPABLE, 0)
     # init is re-parented to us when stage-1 exits, so a failure can reap it; once we exit it
@@ -69,9 +74,12 @@ def create(store: Store, plan: planning.ContainerPlan, foreground: bool = False)
                      else hostmounts.mounts_under(plan.rootfs))
     try:
         store.save(state)
+        lap("state directory, state.json (creating)")
         run_all(plan.cgroup_steps)
+        lap("cgroups: make, write limits")
         state.cgroup = plan.cgroup.to_state()
         store.save(state)  # from now on `delete --force` can undo it, whatever happens to us
+        lap("state.json (cgroups)")
         for mapped in plan.idmapped:  # detached idmapped mounts, for init to attach
             mapped.prepare()
         ns_fds = namespaces.open_namespaces(plan.namespaces)
@@ -88,6 +96,7 @@ def create(store: Store, plan: planning.ContainerPlan, foreground: bool = False)
             else:
                 relay_end, plan.console_sock = socket.socketpair()
         channel, child_end = Channel.pair()
+        lap("namespace fds, sockets")
         stage1_pid = os.fork()
         if stage1_pid == 0:
             channel.close()
@@ -100,23 +109,32 @@ def create(store: Store, plan: planning.ContainerPlan, foreground: bool = False)
         namespaces.close_all(ns_fds)
         for mapped in plan.idmapped:
             mapped.close()
+        lap("fork stage-1")
 
         # Moving a task between cgroups can wait for an RCU grace period (~10 ms here): stage-1
         # meanwhile makes its namespaces, and only forks init once it is inside the cgroups.
         plan.cgroup.add(stage1_pid)
+        lap("cgroups: move stage-1 in")
         if plan.namespaces.new_user:
             channel.expect("userns", "creating the user namespace")
             uidmap.write(stage1_pid, plan.config.get("linux") or {})
             channel.send("mapped")
+            lap("sync wait: user namespace; uid and gid maps")
         if plan.net_devices:
             from ocirt.linux import netdevices
 
             channel.expect("netns", "creating the network namespace")
             run_all(netdevices.move_steps(plan.net_devices, f"/proc/{stage1_pid}/ns/net"))
+            lap("sync wait: network namespace; network devices")
         channel.send("go")
-        init_pid = channel.expect("pid", "forking the container's init")["pid"]
+        message = channel.expect("pid", "forking the container's init")
+        init_pid = message["pid"]
+        lap("sync wait: stage-1 makes namespaces, forks init")
         reap(stage1_pid)
         stage1_pid = 0
+        lap("reap stage-1")
+        if plan.options.timings is not None:
+            plan.options.timings.merge(message.get("timings"))
         state.pid = init_pid
         if hooks.hooks_of(plan.config, "prestart") or hooks.hooks_of(plan.config, "createRuntime"):
             channel.expect("hooks", "setting up the container")
@@ -125,8 +143,12 @@ def create(store: Store, plan: planning.ContainerPlan, foreground: bool = False)
             hooks.run_hooks(plan.config, "prestart", state.hook_document(Status.CREATED))
             hooks.run_hooks(plan.config, "createRuntime", state.hook_document(Status.CREATING))
             channel.send("hooks-done")
-        channel.expect("ready", "setting up the container")
+            lap("sync wait and prestart, createRuntime hooks")
+        message = channel.expect("ready", "setting up the container")
         terminal = console.recv_fd(relay_end) if relay_end is not None else None
+        lap("sync wait: init sets up the container")
+        if plan.options.timings is not None:
+            plan.options.timings.merge(message.get("timings"))
 
         state.pid_start = _start_time(init_pid)
         if mounts_before is not None:
@@ -136,6 +158,7 @@ def create(store: Store, plan: planning.ContainerPlan, foreground: bool = False)
         store.save(state)
         if plan.options.pid_file:
             write_pid_file(plan.options.pid_file, init_pid)
+        lap("state.json (created), pid file")
     except BaseException as err:
         _kill_and_reap(stage1_pid, init_pid)
         for mapped in plan.idmapped:

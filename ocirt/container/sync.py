@@ -49,7 +49,11 @@ from ocirt.errors import OcirtError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
+
+    from ocirt.linux.plan import Step
+    from ocirt.timings import Timings
 
 _MAX_MESSAGE = 65536
 
@@ -119,6 +123,24 @@ def child_failed(channel: Channel | None, err: BaseException, debug: bool) -> No
             channel.send("error", msg=message)
     finally:
         os._exit(1)
+
+
+def _no_lap(phase: str) -> None:
+    pass
+
+
+def lapper(timings: Timings | None) -> Callable[[str], None]:
+    """``timings.lap`` with ``--timings``, else a function that does nothing."""
+    return _no_lap if timings is None else timings.lap
+
+
+def run_steps(steps: list[Step], timings: Timings | None, phase: str) -> None:
+    """Run ``steps``; with ``--timings``, one row per phase of them (see ``Timings``)."""
+    if timings is None:
+        for step in steps:
+            step.run()
+    else:
+        timings.run_steps(steps, phase)
 
 
 def reap(pid: int) -> int:
