@@ -7,8 +7,8 @@ leaves nothing behind.
 
 from __future__ import annotations
 
+import _socket as socket  # the C module under ``socket``: no enum, selectors (~4 ms)
 import os
-import socket
 import time
 
 from ocirt.config.load import load_config

@@ -20,10 +20,10 @@ runtime waits and returns its exit status.
 
 from __future__ import annotations
 
+import _socket as socket  # the C module under ``socket``: no enum, selectors (~4 ms)
 import copy
 import json
 import os
-import socket
 
 from ocirt.container.state import Status, Store, write_pid_file
 from ocirt.container.sync import Channel, child_failed, lapper, reap, run_steps

@@ -8,11 +8,9 @@ return: they exit with ``os._exit`` after reporting any error to the parent.
 
 from __future__ import annotations
 
+import _socket as socket  # the C module under ``socket``: no enum, selectors (~4 ms)
 import os
 import select
-import signal
-import socket
-from types import FrameType
 
 from ocirt import OCI_VERSION
 from ocirt.container import hooks
@@ -22,6 +20,13 @@ from ocirt.errors import OcirtError
 from ocirt.linux import namespaces
 from ocirt.linux import syscalls as sc
 from ocirt.linux.plan import run_all
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import signal
+    from types import FrameType
+else:  # the C module under ``signal``: the same calls, int constants, no enum (~2.5 ms)
+    import _signal as signal
 
 
 def stage1(plan: ContainerPlan, channel: Channel, ns_fds: list[tuple[str, int]],
@@ -188,8 +193,8 @@ def wait_for_start(channel: Channel, listener: socket.socket | None) -> Channel:
             if message["type"] == "start":
                 return channel
         if listener is not None and listener in ready:
-            conn, _ = listener.accept()
-            starter = Channel(conn)
+            fd, _ = listener._accept()  # type: ignore[attr-defined]  # (socket.accept's core)
+            starter = Channel(socket.socket(fileno=fd))
             message = starter.recv()
             if message is not None and message["type"] == "start":
                 return starter

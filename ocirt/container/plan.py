@@ -8,8 +8,8 @@ same plan is printed by ``--explain`` and carried out by ``create``.
 
 from __future__ import annotations
 
+import _socket as socket  # the C module under ``socket``: no enum, selectors (~4 ms)
 import os
-import socket
 import stat
 
 from ocirt.errors import ConfigError, UnsupportedError, access_hint

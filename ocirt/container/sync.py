@@ -41,8 +41,8 @@ therefore reaps it and collects its exit status.
 
 from __future__ import annotations
 
+import _socket as socket  # the C module under ``socket``: no enum, selectors (~4 ms)
 import os
-import socket
 
 from ocirt import jsonfast
 from ocirt.errors import OcirtError

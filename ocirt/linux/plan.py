@@ -6,7 +6,9 @@ process at the right moment, and ``--explain`` prints the same lists without run
 
 from __future__ import annotations
 
-from collections.abc import Callable
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 class Step:

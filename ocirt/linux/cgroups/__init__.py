@@ -23,7 +23,7 @@ from __future__ import annotations
 import errno
 import os
 import time
-from functools import partial
+from _functools import partial  # functools.partial; functools imports collections (~2 ms)
 
 from ocirt.errors import ConfigError, OcirtError, UnsupportedError
 from ocirt.linux.plan import Step
