@@ -143,12 +143,14 @@ def exec_process(store: Store, container_id: str, process: dict[str, Any],
                 cgroups.Manager.from_state(state.cgroup).add(stage1_pid)
             lap("cgroups: move stage-1 in")
             channel.send("go")
-            message = channel.expect("pid", "exec: forking the process")
+            # the process's --timings message can overtake stage-1's {"pid"}
+            message = channel.expect("pid", "exec: forking the process", later=("timings",))
             pid = message["pid"]
             lap("sync wait: stage-1 joins the namespaces, forks the process")
             reap(stage1_pid)
             lap("reap stage-1")
-            reply = channel.recv()  # end-of-file once it has exec'd
+            # end-of-file once it has exec'd
+            reply = channel.early.pop(0) if channel.early else channel.recv()
             if timings is not None:
                 timings.merge(message.get("timings"))
                 if reply is not None and reply["type"] == "timings":

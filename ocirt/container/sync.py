@@ -63,6 +63,10 @@ class Channel:
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
+        # Messages that came before the one awaited: stage-1 and init share the channel, and a
+        # busy machine can hold stage-1 between its fork of init and its {"pid"} for as long as
+        # init takes to get {"ready"} out.
+        self.early: list[dict[str, Any]] = []
 
     @classmethod
     def pair(cls) -> tuple[Channel, Channel]:
@@ -90,16 +94,23 @@ class Channel:
         message: dict[str, Any] = jsonfast.loads(data)
         return message
 
-    def expect(self, kind: str, what: str) -> dict[str, Any]:
-        """Wait for ``kind``; an error message from the other side becomes our error."""
-        message = self.recv()
-        if message is None:
-            raise OcirtError(f"{what}: the container's process exited before it was set up")
-        if message["type"] == "error":
-            raise OcirtError(message["msg"])
-        if message["type"] != kind:
-            raise OcirtError(f"{what}: unexpected sync message {message['type']!r}")
-        return message
+    def expect(self, kind: str, what: str, later: tuple[str, ...] = ()) -> dict[str, Any]:
+        """Wait for ``kind``; an error message from the other side becomes our error. Messages
+        of the kinds in ``later`` that come first are kept for the ``expect`` that wants them."""
+        for index, early in enumerate(self.early):
+            if early["type"] == kind:
+                return self.early.pop(index)
+        while True:
+            message = self.recv()
+            if message is None:
+                raise OcirtError(f"{what}: the container's process exited before it was set up")
+            if message["type"] == "error":
+                raise OcirtError(message["msg"])
+            if message["type"] == kind:
+                return message
+            if message["type"] not in later:
+                raise OcirtError(f"{what}: unexpected sync message {message['type']!r}")
+            self.early.append(message)
 
     def close(self) -> None:
         self.sock.close()
