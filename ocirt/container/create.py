@@ -97,10 +97,12 @@ def create(store: Store, plan: planning.ContainerPlan, foreground: bool = False)
                 relay_end, plan.console_sock = socket.socketpair()
         channel, child_end = Channel.pair()
         lap("namespace fds, sockets")
-        stage1_pid = os.fork()
+        # Stage-1 is born in the cgroup2 directory (if any) and joins the v1 ones itself, first
+        # thing: moved by us through cgroup.procs it would wait ~10 ms for an RCU grace period.
+        stage1_pid, in_v2 = plan.cgroup.fork_inside()
         if stage1_pid == 0:
             channel.close()
-            stage1(plan, child_end, ns_fds, listener)
+            stage1(plan, child_end, ns_fds, listener, in_v2)
         child_end.close()
         if listener is not None:
             listener.close()
@@ -110,11 +112,6 @@ def create(store: Store, plan: planning.ContainerPlan, foreground: bool = False)
         for mapped in plan.idmapped:
             mapped.close()
         lap("fork stage-1")
-
-        # Moving a task between cgroups can wait for an RCU grace period (~10 ms here): stage-1
-        # meanwhile makes its namespaces, and only forks init once it is inside the cgroups.
-        plan.cgroup.add(stage1_pid)
-        lap("cgroups: move stage-1 in")
         if plan.namespaces.new_user:
             channel.expect("userns", "creating the user namespace")
             uidmap.write(stage1_pid, plan.config.get("linux") or {})
@@ -130,7 +127,7 @@ def create(store: Store, plan: planning.ContainerPlan, foreground: bool = False)
         # init's first message can overtake stage-1's (they share the channel)
         message = channel.expect("pid", "forking the container's init", later=("hooks", "ready"))
         init_pid = message["pid"]
-        lap("sync wait: stage-1 makes namespaces, forks init")
+        lap("sync wait: stage-1 joins the cgroups, makes namespaces, forks init")
         reap(stage1_pid)
         stage1_pid = 0
         lap("reap stage-1")

@@ -3,9 +3,9 @@
 The same three-process dance as ``create`` (see ``sync``), without building anything:
 
   ocirt exec (parent)          stage-1 (child)                      process (grandchild)
-  fork ----------------------> setns into the container's namespaces, user first, mount last
+  fork ----------------------> join the container's cgroups (born in the v2 one: clone3)
+                               setns into the container's namespaces, user first, mount last
                                (no mount namespace: chroot to the container's root)
-  add stage-1 to the cgroups
   {"go"} --------------------> fork ------------------------------> (in the container's pid ns)
           <------------------- {"pid": N}; exits                    terminal, rlimits, no_new_privs,
                                                                     capabilities, user, cwd,
@@ -125,9 +125,12 @@ def exec_process(store: Store, container_id: str, process: dict[str, Any],
                 relay_end, console_sock = socket.socketpair()
         channel, child_end = Channel.pair()
         lap("plan: process, seccomp; namespace fds")
-        stage1_pid = os.fork()
+        manager = cgroups.Manager.from_state(state.cgroup) if state.cgroup else None
+        stage1_pid, in_v2 = manager.fork_inside() if manager is not None else (os.fork(), False)
         if stage1_pid == 0:
             channel.close()
+            if manager is not None:  # first, with the host's credentials (see create)
+                _join_cgroups(manager, in_v2, child_end, options.debug)
             _stage1(setup, child_end, ns_fds, root_fd, console_sock, process, options.debug,
                     timings)
         child_end.close()
@@ -139,9 +142,6 @@ def exec_process(store: Store, container_id: str, process: dict[str, Any],
         pid = 0
         lap("fork stage-1")
         try:
-            if state.cgroup:
-                cgroups.Manager.from_state(state.cgroup).add(stage1_pid)
-            lap("cgroups: move stage-1 in")
             channel.send("go")
             # the process's --timings message can overtake stage-1's {"pid"}
             message = channel.expect("pid", "exec: forking the process", later=("timings",))
@@ -214,6 +214,14 @@ def _shared_root(pid: int, config: dict[str, Any]) -> int | None:
         return os.open(f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as err:
         raise OcirtError(f"exec: opening /proc/{pid}/root: {err.strerror}") from err
+
+
+def _join_cgroups(manager: cgroups.Manager, in_v2: bool, channel: Channel, debug: bool
+                  ) -> None:
+    try:
+        manager.join(in_v2)
+    except BaseException as err:
+        child_failed(channel, err, debug)
 
 
 def _stage1(setup: ProcessSetup, channel: Channel, ns_fds: list[tuple[str, int]],

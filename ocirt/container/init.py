@@ -30,13 +30,17 @@ else:  # the C module under ``signal``: the same calls, int constants, no enum (
 
 
 def stage1(plan: ContainerPlan, channel: Channel, ns_fds: list[tuple[str, int]],
-           listener: socket.socket | None) -> None:
+           listener: socket.socket | None, in_cgroup2: bool = False) -> None:
     timings = plan.options.timings
     if timings is not None:
         timings.forked("stage-1")
     lap = lapper(timings)
     try:
         sc.prctl(sc.PR_SET_DUMPABLE, 0)
+        # Into the container's cgroups before anything else (init inherits them), with the
+        # host's credentials; ``in_cgroup2``: born in the v2 one (see Manager.fork_inside).
+        plan.cgroup.join(in_cgroup2)
+        lap("cgroups: join")
         if plan.process is not None and plan.process.seccomp is not None:
             plan.process.seccomp.connect_listener()  # listenerPath is a host path
         ns = plan.namespaces
@@ -66,7 +70,7 @@ def stage1(plan: ContainerPlan, channel: Channel, ns_fds: list[tuple[str, int]],
             channel.send("netns")
         lap("namespaces: join, unshare")
         channel.expect("go", "stage-1")
-        lap("sync wait: go (runtime moves us into the cgroups)")
+        lap("sync wait: go")
         if late:
             sc.unshare(late)
         if ns.time_offsets:

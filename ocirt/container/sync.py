@@ -6,14 +6,14 @@ a socketpair made by the runtime before it forks (the ``sync`` channel)::
   ocirt create (parent)            stage-1 (child)                  init (grandchild)
   ---------------------            ---------------                  -----------------
   mkdir cgroups, write limits
-  fork ---------------------------> join user ns / unshare it
-  add stage-1 to the cgroups
+  fork (clone3 into the v2 cgroup) > join the v1 cgroups (its one thread, through "tasks")
+                                    join user ns / unshare it
                    <--------------- {"userns"}          (only for a new user namespace)
   write uid_map, gid_map
   {"mapped"} ---------------------> join + unshare the other namespaces (pid, mount, ...)
                    <--------------- {"netns"}  (only for linux.netDevices; names checked free)
   move the devices into its netns
-  {"go"} -------------------------> (now inside the cgroups) unshare the cgroup namespace
+  {"go"} -------------------------> unshare the cgroup namespace (rooted at its new cgroup)
                                     fork ---------------------------> (pid 1 if a new pid ns)
                    <--------------- {"pid": N}  (host pid); exits
   waitpid(stage-1)                                                  moved devices: addresses, up;

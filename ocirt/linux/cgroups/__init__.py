@@ -329,6 +329,41 @@ class Manager:
 
     # --- processes ------------------------------------------------------------------------
 
+    def fork_inside(self) -> tuple[int, bool]:
+        """``os.fork()``, its child born in the container's cgroup2 directory if there is one
+        (clone3 CLONE_INTO_CGROUP: nothing to move later); (pid, whether it was). Where the
+        kernel refuses, a plain fork: the child's ``join`` then writes cgroup.procs."""
+        v2 = [self.dirs[h.name] for h in self.hierarchies if h.version == 2]
+        if v2:
+            try:
+                fd = os.open(v2[0], os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            except OSError:
+                fd = -1
+            if fd >= 0:
+                from ocirt.errors import SyscallError
+                from ocirt.linux import syscalls
+
+                try:
+                    return syscalls.fork_into_cgroup(fd), True
+                except SyscallError:
+                    pass
+                finally:
+                    os.close(fd)
+        return os.fork(), False
+
+    def join(self, in_v2: bool = False) -> None:
+        """Move the calling process, which must be single-threaded (a freshly forked child),
+        into the container's cgroup in every hierarchy: on v1 its one thread through ``tasks``
+        ("0": the caller), which the kernel does without the RCU grace period that moving a
+        thread group through cgroup.procs waits for (~10 ms); on v2 through cgroup.procs,
+        unless ``in_v2`` says it was born there (``fork_inside``)."""
+        for hierarchy in self.hierarchies:
+            directory = self.dirs[hierarchy.name]
+            if hierarchy.version == 1:
+                write_file(os.path.join(directory, "tasks"), "0")
+            elif not in_v2:
+                write_file(os.path.join(directory, "cgroup.procs"), "0")
+
     def add(self, pid: int) -> None:
         """Move ``pid`` into the container's cgroup in every hierarchy."""
         for directory in self.dirs.values():
