@@ -506,17 +506,6 @@ class Manager:
         return manager
 
 
-def frozen_state(saved: dict[str, Any]) -> bool:
-    """Is the container whose saved cgroup state this is frozen? (for ``state``: paused)"""
-    dirs: dict[str, str] = saved.get("dirs") or {}
-    for name, directory in dirs.items():
-        if "freezer" in name.split(","):
-            return _read(os.path.join(directory, "freezer.state")).strip() == "FROZEN"
-    if "unified" in dirs:
-        return _read(os.path.join(dirs["unified"], "cgroup.freeze")).strip() == "1"
-    return False
-
-
 def mount_steps(manager: Manager | NoneManager, ctx: Any, mount: dict[str, Any],
                 flags: int) -> list[Step]:
     """A ``cgroup`` mount: cgroup2 itself on a pure v2 host; otherwise a tmpfs holding a
