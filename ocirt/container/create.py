@@ -133,9 +133,6 @@ def create(store: Store, plan: planning.ContainerPlan, foreground: bool = False)
         message = channel.expect("pid", "forking the container's init", later=("hooks", "ready"))
         init_pid = message["pid"]
         lap("sync wait: stage-1 joins the cgroups, makes namespaces, forks init")
-        reap(stage1_pid)
-        stage1_pid = 0
-        lap("reap stage-1")
         if plan.options.timings is not None:
             plan.options.timings.merge(message.get("timings"))
         state.pid = init_pid
@@ -150,6 +147,10 @@ def create(store: Store, plan: planning.ContainerPlan, foreground: bool = False)
         message = channel.expect("ready", "setting up the container")
         terminal = console.recv_fd(relay_end) if relay_end is not None else None
         lap("sync wait: init sets up the container")
+        # Reaped only now: its exit overlapped init's work (init was ours from that exit on).
+        reap(stage1_pid)
+        stage1_pid = 0
+        lap("reap stage-1")
         if plan.options.timings is not None:
             plan.options.timings.merge(message.get("timings"))
 

@@ -16,12 +16,12 @@ a socketpair made by the runtime before it forks (the ``sync`` channel)::
   {"go"} -------------------------> unshare the cgroup namespace (rooted at its new cgroup)
                                     fork ---------------------------> (pid 1 if a new pid ns)
                    <--------------- {"pid": N}  (host pid); exits
-  waitpid(stage-1)                                                  moved devices: addresses, up;
+                                                                    moved devices: addresses, up;
                                                                     mounts, devices, pivot_root,
                                                                     hostname, rlimits, user,
                                                                     capabilities, chdir, lookup
                    <------------------------------------------------ {"ready"} | {"error": msg}
-  state "created", pid file; exits
+  waitpid(stage-1); state "created", pid file; exits
   (the sync channel closes: init now waits on the start socket)
 
   ocirt start                                                       init, blocked in accept()
