@@ -299,8 +299,11 @@ def cmd_update(store: Store, globals_: dict[str, Any], values: dict[str, Any]) -
 
 
 def cmd_events(store: Store, globals_: dict[str, Any], values: dict[str, Any]) -> int:
+    import gc
+
     from ocirt.container import events
 
+    gc.enable()  # it runs for as long as the container does (see ocirt.cli.main)
     interval = events.parse_interval(values.get("interval") or "5s")
     events.events(store, _checked_id(values), interval, bool(values.get("stats")))
     return 0
