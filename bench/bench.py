@@ -7,6 +7,13 @@ Two operations, each a fresh process of the runtime's CLI, timed from the parent
   run    ``RUNTIME --root R run --bundle B ID`` of a container whose process is /bin/true
   state  ``RUNTIME --root R state ID`` of one container left in the "created" state
 
+Then each runtime in turn runs ``run`` N times back to back (``--sequential N``, default 100;
+the total wall time per runtime), and the peak RSS of each runtime's ``run`` is reported: the
+largest of three untimed runs under GNU ``time -f %M`` (``ru_maxrss`` from ``wait4``: the
+runtime command and the processes it reaped, its own children and the container's init). Not
+from this script's own ``wait4``: a child of this Python process inherits its RSS high-water
+mark at exec, ~17 MiB, which would hide every runtime's.
+
 ocirt alone is also timed on ``run`` of the same bundle with ocirt's default seccomp profile
 (what ``ocirt spec`` writes), with a cold cache (a new empty OCIRT_CACHE_DIR each time: the
 profile is compiled through libseccomp) and a warm one (the compiled BPF is read back, pyseccomp
@@ -51,7 +58,7 @@ from typing import IO, NoReturn
 REPO = Path(__file__).resolve().parent.parent
 SOURCE_BUNDLE = REPO / "bundles" / "busybox"
 DEFAULT_OCIRT = "/usr/local/bin/ocirt"  # the launcher set-up writes (python -IS)
-OPERATIONS = ("run", "state")
+OPERATIONS = ("run", "run-seccomp", "state")
 TIMEOUT = 60.0  # seconds for one runtime command; a hung runtime counts as a failure
 CGROUP2_IN_HYBRID = Path("/sys/fs/cgroup/unified")
 
@@ -71,6 +78,8 @@ class Runtime:
     root: Path
     stderr: IO[bytes]
     times: dict[str, list[float]] = field(default_factory=lambda: {op: [] for op in OPERATIONS})
+    max_rss_kib: int = 0  # the peak RSS of `run` (KiB), see peak_rss
+    sequential_ms: float | None = None  # wall time of --sequential runs back to back
     errors: dict[str, str] = field(default_factory=dict)
     containers: set[str] = field(default_factory=set)
     state_id: str = ""
@@ -111,8 +120,8 @@ class Runtime:
             proc.wait()
             self.stderr.write(f"\n(timed out after {timeout:.0f} s)".encode())
             return -1, (time.perf_counter() - start) * 1000
-        status = proc.wait()
-        return status, (time.perf_counter() - start) * 1000
+        elapsed = (time.perf_counter() - start) * 1000
+        return proc.wait(), elapsed
 
     def last_stderr(self, max_lines: int = 20) -> str:
         """The stderr of the last command: its end, where a traceback says what went wrong."""
@@ -151,6 +160,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--runtimes",
         default="ocirt,runc,crun",
         help="comma-separated runtimes to compare, of ocirt, runc, crun (default all found)",
+    )
+    parser.add_argument(
+        "--sequential",
+        type=int,
+        default=100,
+        help="runs back to back per runtime, timed as a whole (default 100; 0: none)",
     )
     parser.add_argument(
         "--no-seccomp",
@@ -246,9 +261,11 @@ def make_bundle(workdir: Path) -> Path:
 
 
 class Bench:
-    def __init__(self, runtimes: list[Runtime], bundle: Path) -> None:
+    def __init__(self, runtimes: list[Runtime], bundle: Path, seccomp: Path | None) -> None:
         self.runtimes = runtimes
         self.bundle = str(bundle)
+        # the same bundle with ocirt's default seccomp profile (None: --no-seccomp)
+        self.seccomp_bundle = str(seccomp) if seccomp is not None else ""
         self.serial = 0
 
     def new_id(self, rt: Runtime) -> str:
@@ -264,14 +281,64 @@ class Bench:
             if status != 0:
                 rt.fail("state", "create (for the state container)", status)
 
-    def run_once(self, rt: Runtime) -> float | None:
+    def run_once(self, rt: Runtime, op: str = "run") -> float | None:
         container_id = self.new_id(rt)
         rt.containers.add(container_id)
-        status, ms = rt.call("run", "--bundle", self.bundle, container_id)
+        bundle = self.seccomp_bundle if op == "run-seccomp" else self.bundle
+        status, ms = rt.call("run", "--bundle", bundle, container_id)
         if status != 0:
-            rt.fail("run", "run", status)
+            rt.fail(op, op, status)
         rt.delete(container_id)
         return ms if status == 0 else None
+
+    def peak_rss(self, tries: int = 3) -> None:
+        """The peak RSS of ``run`` per runtime, under GNU time (see the module docstring)."""
+        gnu_time = shutil.which("time")
+        if gnu_time is None:
+            print("bench: GNU time not found (apt-get install time): no peak RSS")
+            return
+        for rt in self.runtimes:
+            if "run" in rt.errors:
+                continue
+            for _ in range(tries):
+                container_id = self.new_id(rt)
+                rt.containers.add(container_id)
+                with tempfile.NamedTemporaryFile("r") as out:
+                    status = subprocess.run(
+                        [gnu_time, "-f", "%M", "-o", out.name,
+                         *rt.command("run", "--bundle", self.bundle, container_id)],
+                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL, timeout=TIMEOUT, check=False).returncode
+                    text = out.read().strip()
+                rt.delete(container_id)
+                if status == 0 and text.isdigit():
+                    rt.max_rss_kib = max(rt.max_rss_kib, int(text))
+
+    def sequential(self, count: int) -> None:
+        """``count`` runs back to back, per runtime in turn; the total wall time of each batch.
+
+        ``run`` deletes its container when the program exits, so nothing is cleaned up in
+        between; leftovers of a failed run are deleted after the batch, untimed.
+        """
+        for rt in self.runtimes:
+            if "run" in rt.errors:
+                continue
+            ids = [self.new_id(rt) for _ in range(count)]
+            rt.containers.update(ids)
+            total = 0.0
+            for container_id in ids:
+                status, ms = rt.call("run", "--bundle", self.bundle, container_id)
+                total += ms
+                if status != 0:
+                    rt.fail("run", f"run (sequential, {container_id})", status)
+                    break
+            else:
+                rt.sequential_ms = total
+            for container_id in ids:
+                if (rt.root / container_id).exists():
+                    rt.delete(container_id)
+                rt.containers.discard(container_id)
+            print(f"bench: {rt.name}: {count} sequential runs", flush=True)
 
     def state_once(self, rt: Runtime) -> float | None:
         status, ms = rt.call("state", rt.state_id)
@@ -287,9 +354,9 @@ class Bench:
             order = [self.runtimes[(r + i) % n] for i in range(n)]
             for rt in order:
                 for op in OPERATIONS:
-                    if op in rt.errors:
+                    if op in rt.errors or (op == "run-seccomp" and not self.seccomp_bundle):
                         continue
-                    ms = self.run_once(rt) if op == "run" else self.state_once(rt)
+                    ms = self.state_once(rt) if op == "state" else self.run_once(rt, op)
                     if ms is not None and timed:
                         rt.times[op].append(ms)
             if timed and (r - warmup + 1) % 10 == 0:
@@ -372,22 +439,31 @@ def p90(values: list[float]) -> float:
     return statistics.quantiles(values, n=10, method="inclusive")[8]
 
 
-def report(runtimes: list[Runtime], versions: dict[str, str]) -> None:
+def load_average() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} {five:.2f} {fifteen:.2f} ({os.cpu_count()} CPUs)"
+
+
+def report(runtimes: list[Runtime], versions: dict[str, str], loads: Sequence[str],
+           sequential: int) -> None:
     print()
     for rt in runtimes:
         print(f"{rt.name:6} {rt.path}  ({versions[rt.name]})")
+    print(f"load average (1, 5, 15 min): at the start {loads[0]}; at the end {loads[1]}")
     print()
-    print(f"{'operation':10} {'runtime':8} {'median ms':>10} {'p90 ms':>10} {'n':>4}")
+    print(f"{'operation':12} {'runtime':8} {'median ms':>10} {'p90 ms':>10} {'n':>4}")
     medians: dict[tuple[str, str], float] = {}
     for op in OPERATIONS:
         for rt in runtimes:
             values = rt.times[op]
+            if op not in rt.errors and not values:
+                continue  # not measured (--no-seccomp)
             if op in rt.errors or not values:
-                print(f"{op:10} {rt.name:8} {'failed':>10} {'':>10} {len(values):>4}")
+                print(f"{op:12} {rt.name:8} {'failed':>10} {'':>10} {len(values):>4}")
                 continue
             medians[op, rt.name] = statistics.median(values)
             print(
-                f"{op:10} {rt.name:8} {medians[op, rt.name]:10.1f} {p90(values):10.1f}"
+                f"{op:12} {rt.name:8} {medians[op, rt.name]:10.1f} {p90(values):10.1f}"
                 f" {len(values):>4}"
             )
     others = [rt.name for rt in runtimes if rt.name != "ocirt"]
@@ -399,7 +475,14 @@ def report(runtimes: list[Runtime], versions: dict[str, str]) -> None:
             for other in others:
                 a, b = medians.get((op, "ocirt")), medians.get((op, other))
                 cells.append(f"{a / b:10.2f}x" if a is not None and b else f"{'-':>11}")
-            print(f"{op:12} " + " ".join(cells))
+            if (op, "ocirt") in medians:
+                print(f"{op:12} " + " ".join(cells))
+    print()
+    print(f"{'runtime':8} {'peak RSS of run (MiB)':>22} {f'{sequential} runs in a row (s)':>22}")
+    for rt in runtimes:
+        rss = f"{rt.max_rss_kib / 1024:.1f}" if rt.max_rss_kib else "-"
+        seq = f"{rt.sequential_ms / 1000:.2f}" if rt.sequential_ms is not None else "-"
+        print(f"{rt.name:8} {rss:>22} {seq:>22}")
     failures = [(rt, op, msg) for rt in runtimes for op, msg in rt.errors.items()]
     if failures:
         print()
@@ -432,6 +515,7 @@ def main(argv: Sequence[str]) -> int:
         hide_hybrid_cgroup2()
     versions = {name: version(path) for name, path in paths.items()}
 
+    loads = [load_average()]
     workdir = Path(tempfile.mkdtemp(prefix="ocirt-bench-"))
     state_parent = "/run" if os.path.isdir("/run") else None  # where the runtimes keep state
     runtimes: list[Runtime] = []
@@ -445,7 +529,8 @@ def main(argv: Sequence[str]) -> int:
                 root = Path(tempfile.mkdtemp(prefix=f"ocirt-bench-{name}-", dir=state_parent))
                 stderr = (workdir / f"{name}.stderr").open("w+b")
                 runtimes.append(Runtime(name, path, root, stderr))
-            bench = Bench(runtimes, bundle)
+            secure = None if args.no_seccomp else seccomp_bundle(bundle)
+            bench = Bench(runtimes, bundle, secure)
             print(
                 f"bench: {len(runtimes)} runtimes, {args.warmup} warm-up and {args.rounds} timed"
                 " rounds",
@@ -453,11 +538,14 @@ def main(argv: Sequence[str]) -> int:
             )
             bench.prepare()
             bench.rounds(args.warmup, args.rounds)
+            if args.sequential > 0:
+                bench.sequential(args.sequential)
+            bench.peak_rss()
             if "ocirt" in paths and not args.no_seccomp:
                 print("bench: ocirt with the default seccomp profile, cold and warm cache",
                       flush=True)
-                seccomp_times = time_seccomp_cache(paths["ocirt"], seccomp_bundle(bundle),
-                                                   workdir, args.rounds)
+                assert secure is not None
+                seccomp_times = time_seccomp_cache(paths["ocirt"], secure, workdir, args.rounds)
         except KeyboardInterrupt:
             interrupted = True
             print("\nbench: interrupted, cleaning up", file=sys.stderr)
@@ -473,7 +561,8 @@ def main(argv: Sequence[str]) -> int:
             signal.signal(signal.SIGINT, signal.default_int_handler)
     if interrupted:
         return 130
-    report(runtimes, versions)
+    loads.append(load_average())
+    report(runtimes, versions, loads, args.sequential)
     report_seccomp(seccomp_times)
     return 0
 

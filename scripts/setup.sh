@@ -30,7 +30,7 @@ APT_REQUIRED=(python3-venv python3-dev busybox-static libseccomp2 libcap-ng0)
 # the kernel can load a module a test needs (vxlan) and lsmod shows what is loaded.
 APT_REQUIRED+=(iproute2 util-linux gcc libc6-dev kmod)
 # For benchmarks and for checking the tests against other runtimes; setup goes on without them.
-APT_OPTIONAL=(runc crun hyperfine)
+APT_OPTIONAL=(runc crun hyperfine time)
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"

@@ -77,27 +77,49 @@ def _fail(log: Log, message: str, err: BaseException | None, debug: bool, code: 
     return code
 
 
-def _options(globals_: dict[str, Any], values: dict[str, Any]) -> Any:
+def _options(globals_: dict[str, Any], values: dict[str, Any], timings: Any = None) -> Any:
     from ocirt.container.plan import Options
 
     return Options(pid_file=values.get("pid_file"), no_pivot=bool(values.get("no_pivot")),
                    no_new_keyring=bool(values.get("no_new_keyring")),
                    preserve_fds=int(values.get("preserve_fds") or 0),
                    console_socket=values.get("console_socket"),
-                   debug=bool(globals_.get("debug")))
+                   debug=bool(globals_.get("debug")), timings=timings)
+
+
+def _timings(values: dict[str, Any]) -> Any:
+    """``--timings``: the runtime's timeline, begun at its fork (None without the flag)."""
+    if not values.get("timings"):
+        return None
+    from ocirt import timings
+    from ocirt.cli import ENTERED
+
+    return timings.start(ENTERED)
+
+
+def _report(timings: Any, command: str, globals_: dict[str, Any]) -> None:
+    if timings is not None:
+        sys.stdout.flush()
+        print(timings.report(command, globals_.get("log_format") or "text"), file=sys.stderr)
 
 
 def cmd_create(store: Store, globals_: dict[str, Any], values: dict[str, Any]) -> int:
+    timings = _timings(values)
     from ocirt.container import create as creating
 
+    if timings is not None:
+        timings.lap("imports (create)")
     plan = creating.load_plan(values["container_id"], values.get("bundle") or ".",
-                              _options(globals_, values))
+                              _options(globals_, values, timings))
     if values.get("explain"):
         print(plan.explain())
         return 0
     created = creating.create(store, plan)
     created.channel.close()
     created.lock.release()
+    if timings is not None:
+        timings.lap("close the sync channel, unlock")
+    _report(timings, "create", globals_)
     return 0
 
 
@@ -132,8 +154,12 @@ def cmd_delete(store: Store, globals_: dict[str, Any], values: dict[str, Any]) -
 
 
 def cmd_run(store: Store, globals_: dict[str, Any], values: dict[str, Any]) -> int:
+    timings = _timings(values)
     from ocirt.container import create as creating
     from ocirt.container.run import run
+
+    if timings is not None:
+        timings.lap("imports (create, run)")
 
     target = values["container_id_or_bundle"]
     bundle = values.get("bundle")
@@ -143,11 +169,13 @@ def cmd_run(store: Store, globals_: dict[str, Any], values: dict[str, Any]) -> i
     else:
         container_id = target
         bundle = bundle or "."
-    plan = creating.load_plan(container_id, bundle, _options(globals_, values))
+    plan = creating.load_plan(container_id, bundle, _options(globals_, values, timings))
     if values.get("explain"):
         print(plan.explain())
         return 0
-    return run(store, plan, detach=bool(values.get("detach")), keep=bool(values.get("keep")))
+    status = run(store, plan, detach=bool(values.get("detach")), keep=bool(values.get("keep")))
+    _report(timings, "run", globals_)
+    return status
 
 
 def _generated_id(bundle: str) -> str:
@@ -191,8 +219,12 @@ def cmd_spec(store: Store, globals_: dict[str, Any], values: dict[str, Any]) -> 
 
 
 def cmd_exec(store: Store, globals_: dict[str, Any], values: dict[str, Any]) -> int:
+    timings = _timings(values)
     from ocirt.container import exec as executing
     from ocirt.container.state import check_id
+
+    if timings is not None:
+        timings.lap("imports (exec)")
 
     if values.get("process_label") or values.get("apparmor"):
         raise UnsupportedError("exec: SELinux labels and AppArmor profiles are not supported "
@@ -213,8 +245,10 @@ def cmd_exec(store: Store, globals_: dict[str, Any], values: dict[str, Any]) -> 
                                     pid_file=values.get("pid_file"),
                                     console_socket=values.get("console_socket"),
                                     preserve_fds=int(values.get("preserve_fds") or 0),
-                                    debug=bool(globals_.get("debug")))
-    return executing.exec_process(store, values["container_id"], process, options)
+                                    debug=bool(globals_.get("debug")), timings=timings)
+    status = executing.exec_process(store, values["container_id"], process, options)
+    _report(timings, "exec", globals_)
+    return status
 
 
 def cmd_features(store: Store, globals_: dict[str, Any], values: dict[str, Any]) -> int:
@@ -265,8 +299,11 @@ def cmd_update(store: Store, globals_: dict[str, Any], values: dict[str, Any]) -
 
 
 def cmd_events(store: Store, globals_: dict[str, Any], values: dict[str, Any]) -> int:
+    import gc
+
     from ocirt.container import events
 
+    gc.enable()  # it runs for as long as the container does (see ocirt.cli.main)
     interval = events.parse_interval(values.get("interval") or "5s")
     events.events(store, _checked_id(values), interval, bool(values.get("stats")))
     return 0

@@ -53,6 +53,9 @@ _PID_FILE = Opt(("--pid-file",), "pid_file", "str", None,
                 "write the container process's host PID to FILE", "FILE")
 _CONSOLE = Opt(("--console-socket",), "console_socket", "str", None,
                "unix socket to receive the pty master of a terminal container", "PATH")
+_TIMINGS = Opt(("--timings",), "timings",
+               help="print where the time went, phase by phase and process by process, on "
+               "stderr (JSON lines with --log-format json)")
 _BUILD_OPTS = (
     _BUNDLE, _CONSOLE, _PID_FILE,
     Opt(("--no-pivot",), "no_pivot", help="use MS_MOVE and chroot instead of pivot_root"),
@@ -62,6 +65,7 @@ _BUILD_OPTS = (
         "pass N more file descriptors (3 .. 3+N-1) to the container", "N"),
     Opt(("--explain",), "explain",
         help="print the plan of kernel steps (cgroups, namespaces, mounts, process) and stop"),
+    _TIMINGS,
 )
 _ID = Arg("container-id")
 
@@ -149,7 +153,8 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
              Opt(("--process-label",), "process_label", "str", None,
                  "SELinux label (not supported: refused)", "LABEL"),
              Opt(("--apparmor",), "apparmor", "str", None,
-                 "AppArmor profile (not supported: refused)", "PROFILE")),
+                 "AppArmor profile (not supported: refused)", "PROFILE"),
+             _TIMINGS),
             usage="exec [OPTIONS] CONTAINER-ID [COMMAND [ARG...]]"),
     Command("features", "print the features this runtime supports, as JSON (features.md)"),
     Command("spec", "write a default config.json", (),

@@ -79,12 +79,18 @@ class Invalid(Exception):
 
 _MISSING = object()
 _RE = {}
+_RX = {}
 
 def _re(pattern):
     rx = _RE.get(pattern)
     if rx is None:
-        import re
-        rx = _RE[pattern] = re.compile(pattern)
+        try:  # compiled when the validator was generated: no ``import re`` (~3 ms)
+            import _sre
+            rx = _sre.compile(pattern, *_RX[pattern])
+        except Exception:
+            import re
+            rx = re.compile(pattern)
+        _RE[pattern] = rx
     return rx
 
 def _fail(parts, what):
@@ -169,8 +175,37 @@ def generate(docs: dict[str, Any], roots: list[str] | None = None) -> str:
     entries = [f"{name!r}: {gen.function_for(name, '')}" for name in names]
     gen.drain()
     consts = [f"{name} = {value}" for value, name in gen.consts.items()]
+    compiled = {p: args for p in sorted(gen.patterns) if (args := _sre_args(p)) is not None}
+    consts.append(f"_RX = {compiled!r}")
     body = "\n".join([*consts, "", *gen.out])
     return f"{PRELUDE}\n{body}\n\nROOTS = {{{', '.join(entries)}}}\n"
+
+
+def _sre_args(pattern: str) -> tuple[Any, ...] | None:
+    """What ``re.compile(pattern)`` hands to ``_sre.compile`` after the pattern (flags, code,
+    groups, group names), so the validator makes its regexes without importing ``re``; None
+    where this Python's ``re`` is not laid out as 3.11's. The cache key holds the Python
+    version, so the code is only ever read back by the ``_sre`` that it was made for."""
+    try:
+        import _sre  # type: ignore[import-not-found]
+        from re import _compiler, _parser  # type: ignore[attr-defined]
+
+        parsed = _parser.parse(pattern, 0)
+        code = _compiler._code(parsed, 0)
+        groupindex = dict(parsed.state.groupdict)
+        indexgroup: list[str | None] = [None] * parsed.state.groups
+        for name, index in groupindex.items():
+            indexgroup[index] = name
+        args = (int(parsed.state.flags), [int(op) for op in code], parsed.state.groups - 1,
+                groupindex, tuple(indexgroup))  # plain ints: the opcodes' repr is their name
+        import re
+
+        probe = _sre.compile(pattern, *args)
+        if probe.pattern != pattern or probe.flags != re.compile(pattern).flags:
+            return None
+    except Exception:
+        return None
+    return args
 
 
 class _At(NamedTuple):
@@ -200,6 +235,7 @@ class _Generator:
         self.funcs: dict[tuple[str, str], str] = {}
         self.pending: list[tuple[str, str, str]] = []
         self.consts: dict[str, str] = {}
+        self.patterns: set[str] = set()  # every regex the validator uses (see _sre_args)
         self.out: list[str] = []
         self.lines: list[str] = []
         self.counter = 0
@@ -358,6 +394,7 @@ class _Generator:
             if pattern.startswith("^") and not REGEX_META & set(literal):
                 self.line(at, f"if not {at.v}.startswith({literal!r}):")  # no regex needed
             else:
+                self.patterns.add(pattern)
                 self.line(at, f"if _re({pattern!r}).search({at.v}) is None:")
             self.fail_value(at, node, f"expected a string matching {pattern}")
 
@@ -412,6 +449,7 @@ class _Generator:
         if patterns:
             self.line(inner, f"{matched} = False")
         for pattern, sub in patterns.items():
+            self.patterns.add(pattern)
             self.line(inner, f"if _re({pattern!r}).search({k}) is not None:")
             self.line(inner, f"{matched} = True", 1)
             self.emit_block(sub, at.into(f"patternProperties/{_escape(pattern)}", x, k, 2))

@@ -8,13 +8,18 @@ killed first. ``force`` on an ID that does not exist succeeds, as managers expec
 from __future__ import annotations
 
 import os
-import signal
 import time
 
 from ocirt.container import hooks
 from ocirt.container.state import ContainerState, Status, Store
 from ocirt.errors import ContainerNotFound, StateError
 from ocirt.linux import cgroups
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import signal
+else:  # the C module under ``signal``: the same calls, int constants, no enum (~2.5 ms)
+    import _signal as signal
 
 
 def delete(store: Store, container_id: str, force: bool = False) -> None:

@@ -3,9 +3,9 @@
 The same three-process dance as ``create`` (see ``sync``), without building anything:
 
   ocirt exec (parent)          stage-1 (child)                      process (grandchild)
-  fork ----------------------> setns into the container's namespaces, user first, mount last
+  fork ----------------------> join the container's cgroups (born in the v2 one: clone3)
+                               setns into the container's namespaces, user first, mount last
                                (no mount namespace: chroot to the container's root)
-  add stage-1 to the cgroups
   {"go"} --------------------> fork ------------------------------> (in the container's pid ns)
           <------------------- {"pid": N}; exits                    terminal, rlimits, no_new_privs,
                                                                     capabilities, user, cwd,
@@ -20,15 +20,15 @@ runtime waits and returns its exit status.
 
 from __future__ import annotations
 
+import _socket as socket  # the C module under ``socket``: no enum, selectors (~4 ms)
 import copy
 import json
 import os
-import socket
 
 from ocirt.container.state import Status, Store, write_pid_file
-from ocirt.container.sync import Channel, child_failed, reap
+from ocirt.container.sync import Channel, child_failed, lapper, reap, run_steps
 from ocirt.errors import ConfigError, OcirtError, StateError
-from ocirt.linux import cgroups, console, namespaces
+from ocirt.linux import cgroups, namespaces
 from ocirt.linux import syscalls as sc
 from ocirt.linux.process import ProcessSetup, close_extra_fds
 from ocirt.linux.process_attrs import memory_policy_steps, personality_steps
@@ -37,13 +37,16 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from ocirt.timings import Timings
+
 
 class ExecOptions:
     def __init__(self, detach: bool = False, pid_file: str | None = None,
                  console_socket: str | None = None, preserve_fds: int = 0,
-                 debug: bool = False) -> None:
+                 debug: bool = False, timings: Timings | None = None) -> None:
         self.detach, self.pid_file, self.console_socket = detach, pid_file, console_socket
         self.preserve_fds, self.debug = preserve_fds, debug
+        self.timings = timings  # --timings (see ocirt.timings)
 
 
 def process_from_file(path: str) -> dict[str, Any]:
@@ -94,14 +97,21 @@ def process_from_args(config: dict[str, Any], args: list[str], tty: bool, cwd: s
 
 def exec_process(store: Store, container_id: str, process: dict[str, Any],
                  options: ExecOptions) -> int:
+    timings = options.timings
+    lap = lapper(timings)
     terminal = bool(process.get("terminal"))
-    console.check_terminal(terminal, options.console_socket, options.detach)
+    if terminal or options.console_socket:
+        # Only then (termios: ~0.5 ms), and before the fork: the process needs it after setns.
+        from ocirt.linux import console
+
+        console.check_terminal(terminal, options.console_socket, options.detach)
     sc.prctl(sc.PR_SET_DUMPABLE, 0)
     sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
     with store.lock(container_id):
         state = store.load(container_id)
         # The container's seccomp filter applies to every process in it.
         linux = state.config.get("linux") or {}
+        lap("lock, state.json")
         setup = ProcessSetup(process, options.preserve_fds, seccomp=linux.get("seccomp"))
         # as runc: exec'd processes get the container's personality (and memory policy) too
         setup.personality = personality_steps(linux) + memory_policy_steps(linux)
@@ -118,10 +128,15 @@ def exec_process(store: Store, container_id: str, process: dict[str, Any],
             else:
                 relay_end, console_sock = socket.socketpair()
         channel, child_end = Channel.pair()
-        stage1_pid = os.fork()
+        lap("plan: process, seccomp; namespace fds")
+        manager = cgroups.Manager.from_state(state.cgroup) if state.cgroup else None
+        stage1_pid, in_v2 = manager.fork_inside() if manager is not None else (os.fork(), False)
         if stage1_pid == 0:
             channel.close()
-            _stage1(setup, child_end, ns_fds, root_fd, console_sock, process, options.debug)
+            if manager is not None:  # first, with the host's credentials (see create)
+                _join_cgroups(manager, in_v2, child_end, options.debug)
+            _stage1(setup, child_end, ns_fds, root_fd, console_sock, process, options.debug,
+                    timings)
         child_end.close()
         namespaces.close_all(ns_fds)
         if root_fd is not None:
@@ -129,13 +144,24 @@ def exec_process(store: Store, container_id: str, process: dict[str, Any],
         if console_sock is not None:
             console_sock.close()
         pid = 0
+        lap("fork stage-1")
         try:
-            if state.cgroup:
-                cgroups.Manager.from_state(state.cgroup).add(stage1_pid)
             channel.send("go")
-            pid = channel.expect("pid", "exec: forking the process")["pid"]
+            # the process's --timings message can overtake stage-1's {"pid"}
+            message = channel.expect("pid", "exec: forking the process", later=("timings",))
+            pid = message["pid"]
+            lap("sync wait: stage-1 joins the namespaces, forks the process")
             reap(stage1_pid)
-            reply = channel.recv()  # end-of-file once it has exec'd
+            lap("reap stage-1")
+            # end-of-file once it has exec'd
+            reply = channel.early.pop(0) if channel.early else channel.recv()
+            if timings is not None:
+                timings.merge(message.get("timings"))
+                if reply is not None and reply["type"] == "timings":
+                    lap("sync wait: the process sets itself up")
+                    timings.merge(reply.get("rows"))
+                    reply = channel.recv()
+                    lap("sync wait: the process execs (seccomp load, execve)")
             if reply is not None and reply.get("type") == "error":
                 raise OcirtError(reply["msg"])
             master = console.recv_fd(relay_end) if relay_end is not None else None
@@ -150,6 +176,7 @@ def exec_process(store: Store, container_id: str, process: dict[str, Any],
                 relay_end.close()
         if options.pid_file:
             write_pid_file(options.pid_file, pid)
+    lap("pid file, unlock")
     if options.detach:
         return 0
     from ocirt.container.run import wait_for_exit
@@ -159,6 +186,7 @@ def exec_process(store: Store, container_id: str, process: dict[str, Any],
     finally:
         if master is not None:
             os.close(master)
+        lap("the process runs, exits")
 
 
 def _container_namespaces(pid: int, config: dict[str, Any]) -> list[tuple[str, int]]:
@@ -192,9 +220,20 @@ def _shared_root(pid: int, config: dict[str, Any]) -> int | None:
         raise OcirtError(f"exec: opening /proc/{pid}/root: {err.strerror}") from err
 
 
+def _join_cgroups(manager: cgroups.Manager, in_v2: bool, channel: Channel, debug: bool
+                  ) -> None:
+    try:
+        manager.join(in_v2)
+    except BaseException as err:
+        child_failed(channel, err, debug)
+
+
 def _stage1(setup: ProcessSetup, channel: Channel, ns_fds: list[tuple[str, int]],
             root_fd: int | None, console_sock: socket.socket | None,
-            process: dict[str, Any], debug: bool) -> None:
+            process: dict[str, Any], debug: bool, timings: Timings | None) -> None:
+    if timings is not None:
+        timings.forked("stage-1")
+    lap = lapper(timings)
     try:
         sc.prctl(sc.PR_SET_DUMPABLE, 0)
         if process.get("oomScoreAdj") is not None:  # the host's procfs, inherited
@@ -213,18 +252,26 @@ def _stage1(setup: ProcessSetup, channel: Channel, ns_fds: list[tuple[str, int]]
             os.fchdir(root_fd)
             os.chroot(".")
             os.close(root_fd)
+        lap("namespaces: join")
         channel.expect("go", "exec stage-1")
+        lap("sync wait: go (runtime moves us into the cgroups)")
         pid = os.fork()
         if pid == 0:
-            _process(setup, channel, console_sock, process, debug)
-        channel.send("pid", pid=pid)
+            _process(setup, channel, console_sock, process, debug, timings)
+        lap("fork the process")
+        if timings is None:
+            channel.send("pid", pid=pid)
+        else:
+            channel.send("pid", pid=pid, timings=timings.take())
     except BaseException as err:
         child_failed(channel, err, debug)
     os._exit(0)
 
 
 def _process(setup: ProcessSetup, channel: Channel, console_sock: socket.socket | None,
-             process: dict[str, Any], debug: bool) -> None:
+             process: dict[str, Any], debug: bool, timings: Timings | None) -> None:
+    if timings is not None:
+        timings.forked("process")
     try:
         sc.prctl(sc.PR_SET_DUMPABLE, 0)
         keep = {channel.fileno()}
@@ -232,10 +279,15 @@ def _process(setup: ProcessSetup, channel: Channel, console_sock: socket.socket 
             keep.add(console_sock.fileno())
         close_extra_fds(setup.inherited, keep)
         if console_sock is not None:
+            from ocirt.linux import console  # loaded by exec_process, before the setns
+
             os.setsid()
             console.take_terminal(console_sock, process.get("consoleSize"), console=False)
-        for step in setup.personality + setup.steps():
-            step.run()
+        if timings is not None:
+            timings.lap("close fds, terminal")
+        run_steps(setup.personality + setup.steps(), timings, "process")
+        if timings is not None:
+            channel.send("timings", rows=timings.take())
         setup.execute()
     except BaseException as err:
         child_failed(channel, err, debug)

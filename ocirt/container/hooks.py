@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 import select
-import signal
 import time
 
 from ocirt import jsonfast
@@ -30,7 +29,10 @@ from ocirt.errors import OcirtError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import signal
     from typing import Any
+else:  # the C module under ``signal``: the same calls, int constants, no enum (~2.5 ms)
+    import _signal as signal
 
 KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart",
          "poststop")

@@ -8,8 +8,8 @@ same plan is printed by ``--explain`` and carried out by ``create``.
 
 from __future__ import annotations
 
+import _socket as socket  # the C module under ``socket``: no enum, selectors (~4 ms)
 import os
-import socket
 import stat
 
 from ocirt.errors import ConfigError, UnsupportedError, access_hint
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from ocirt.linux import idmap
     from ocirt.linux.cgroups.none import NoneManager
+    from ocirt.timings import Timings
 
 
 class Options:
@@ -33,9 +34,11 @@ class Options:
 
     def __init__(self, pid_file: str | None = None, no_pivot: bool = False,
                  no_new_keyring: bool = False, preserve_fds: int = 0,
-                 console_socket: str | None = None, debug: bool = False) -> None:
+                 console_socket: str | None = None, debug: bool = False,
+                 timings: Timings | None = None) -> None:
         self.pid_file, self.no_pivot, self.no_new_keyring = pid_file, no_pivot, no_new_keyring
         self.preserve_fds, self.console_socket, self.debug = preserve_fds, console_socket, debug
+        self.timings = timings  # --timings: each process's phases (None: not measured)
 
 
 class ContainerPlan:
@@ -219,7 +222,12 @@ def build(container_id: str, bundle: str, config: dict[str, Any], options: Optio
 
     setup = None
     if process is not None:
+        timings = options.timings if linux.get("seccomp") is not None else None
+        if timings is not None:
+            timings.lap("plan")
         setup = ProcessSetup(process, options.preserve_fds, seccomp=linux.get("seccomp"))
+        if timings is not None:
+            timings.lap("seccomp filter (compiled, or read from the cache)")
         cwd = setup.cwd
         mount_steps.append(Step(f"mkdir -p {cwd} (process.cwd, inside the rootfs)",
                                 lambda: os.close(ctx.target(cwd, "dir"))))

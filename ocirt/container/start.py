@@ -3,8 +3,8 @@ after the poststart hooks."""
 
 from __future__ import annotations
 
+import _socket as socket  # the C module under ``socket``: no enum, selectors (~4 ms)
 import os
-import socket
 
 from ocirt.container import hooks
 from ocirt.container.state import ContainerState, Status, Store

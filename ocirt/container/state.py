@@ -141,7 +141,7 @@ class ContainerState:
         if process_start_time(self.pid) != self.pid_start:
             return Status.STOPPED
         if self.cgroup and self.status in (Status.CREATED, Status.RUNNING):
-            from ocirt.linux.cgroups import frozen_state
+            from ocirt.linux.frozen import frozen_state
 
             if frozen_state(self.cgroup):
                 return Status.PAUSED

@@ -6,24 +6,24 @@ a socketpair made by the runtime before it forks (the ``sync`` channel)::
   ocirt create (parent)            stage-1 (child)                  init (grandchild)
   ---------------------            ---------------                  -----------------
   mkdir cgroups, write limits
-  fork ---------------------------> join user ns / unshare it
-  add stage-1 to the cgroups
+  fork (clone3 into the v2 cgroup) > join the v1 cgroups (its one thread, through "tasks")
+                                    join user ns / unshare it
                    <--------------- {"userns"}          (only for a new user namespace)
   write uid_map, gid_map
   {"mapped"} ---------------------> join + unshare the other namespaces (pid, mount, ...)
                    <--------------- {"netns"}  (only for linux.netDevices; names checked free)
   move the devices into its netns
-  {"go"} -------------------------> (now inside the cgroups) unshare the cgroup namespace
+  {"go"} -------------------------> unshare the cgroup namespace (rooted at its new cgroup)
                                     fork ---------------------------> (pid 1 if a new pid ns)
                    <--------------- {"pid": N}  (host pid)
                                     release (a pipe) ---------------> starts only now
                                     exits
-  waitpid(stage-1)                                                  moved devices: addresses, up;
+                                                                    moved devices: addresses, up;
                                                                     mounts, devices, pivot_root,
                                                                     hostname, rlimits, user,
                                                                     capabilities, chdir, lookup
                    <------------------------------------------------ {"ready"} | {"error": msg}
-  state "created", pid file; exits
+  waitpid(stage-1); state "created", pid file; exits
   (the sync channel closes: init now waits on the start socket)
 
   ocirt start                                                       init, blocked in accept()
@@ -43,15 +43,19 @@ therefore reaps it and collects its exit status.
 
 from __future__ import annotations
 
+import _socket as socket  # the C module under ``socket``: no enum, selectors (~4 ms)
 import os
-import socket
 
 from ocirt import jsonfast
 from ocirt.errors import OcirtError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
+
+    from ocirt.linux.plan import Step
+    from ocirt.timings import Timings
 
 _MAX_MESSAGE = 65536
 
@@ -61,6 +65,10 @@ class Channel:
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
+        # Messages that came before the one awaited: stage-1 and init share the channel, and a
+        # busy machine can hold stage-1 between its fork of init and its {"pid"} for as long as
+        # init takes to get {"ready"} out.
+        self.early: list[dict[str, Any]] = []
 
     @classmethod
     def pair(cls) -> tuple[Channel, Channel]:
@@ -88,16 +96,23 @@ class Channel:
         message: dict[str, Any] = jsonfast.loads(data)
         return message
 
-    def expect(self, kind: str, what: str) -> dict[str, Any]:
-        """Wait for ``kind``; an error message from the other side becomes our error."""
-        message = self.recv()
-        if message is None:
-            raise OcirtError(f"{what}: the container's process exited before it was set up")
-        if message["type"] == "error":
-            raise OcirtError(message["msg"])
-        if message["type"] != kind:
-            raise OcirtError(f"{what}: unexpected sync message {message['type']!r}")
-        return message
+    def expect(self, kind: str, what: str, later: tuple[str, ...] = ()) -> dict[str, Any]:
+        """Wait for ``kind``; an error message from the other side becomes our error. Messages
+        of the kinds in ``later`` that come first are kept for the ``expect`` that wants them."""
+        for index, early in enumerate(self.early):
+            if early["type"] == kind:
+                return self.early.pop(index)
+        while True:
+            message = self.recv()
+            if message is None:
+                raise OcirtError(f"{what}: the container's process exited before it was set up")
+            if message["type"] == "error":
+                raise OcirtError(message["msg"])
+            if message["type"] == kind:
+                return message
+            if message["type"] not in later:
+                raise OcirtError(f"{what}: unexpected sync message {message['type']!r}")
+            self.early.append(message)
 
     def close(self) -> None:
         self.sock.close()
@@ -121,6 +136,24 @@ def child_failed(channel: Channel | None, err: BaseException, debug: bool) -> No
             channel.send("error", msg=message)
     finally:
         os._exit(1)
+
+
+def _no_lap(phase: str) -> None:
+    pass
+
+
+def lapper(timings: Timings | None) -> Callable[[str], None]:
+    """``timings.lap`` with ``--timings``, else a function that does nothing."""
+    return _no_lap if timings is None else timings.lap
+
+
+def run_steps(steps: list[Step], timings: Timings | None, phase: str) -> None:
+    """Run ``steps``; with ``--timings``, one row per phase of them (see ``Timings``)."""
+    if timings is None:
+        for step in steps:
+            step.run()
+    else:
+        timings.run_steps(steps, phase)
 
 
 def reap(pid: int) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import stat
-from functools import partial
+from _functools import partial  # functools.partial; functools imports collections (~2 ms)
 
 from ocirt.errors import OcirtError
 from ocirt.linux import procfs, safepath

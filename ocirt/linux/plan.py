@@ -6,17 +6,21 @@ process at the right moment, and ``--explain`` prints the same lists without run
 
 from __future__ import annotations
 
-from collections.abc import Callable
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 class Step:
-    """One kernel operation: ``text`` says what it does, ``action`` does it."""
+    """One kernel operation: ``text`` says what it does, ``action`` does it; ``phase`` names
+    its row in ``--timings`` (empty: the row of the list it is in)."""
 
-    __slots__ = ("action", "text")
+    __slots__ = ("action", "phase", "text")
 
-    def __init__(self, text: str, action: Callable[[], object]) -> None:
+    def __init__(self, text: str, action: Callable[[], object], phase: str = "") -> None:
         self.text = text
         self.action = action
+        self.phase = phase
 
     def __repr__(self) -> str:
         return f"Step({self.text!r})"

@@ -9,7 +9,7 @@ Values are checked when the plan is built, so a typo fails ``create`` before any
 
 from __future__ import annotations
 
-from functools import partial
+from _functools import partial  # functools.partial; functools imports collections (~2 ms)
 
 from ocirt.errors import ConfigError
 from ocirt.linux import syscalls as sc

@@ -33,9 +33,10 @@ seccomp profile, like libcap-ng in ``capabilities``.
 
 from __future__ import annotations
 
+import _socket as socket  # the C module under ``socket``: no enum, selectors (~4 ms)
 import ctypes
 import os
-import socket
+import struct
 
 from ocirt import jsonfast, log
 from ocirt.cache import read_trusted, write_atomic
@@ -344,7 +345,8 @@ class SeccompFilter:
                                   "metadata": self.metadata or "",
                                   "state": self.state}).encode()
         try:
-            socket.send_fds(self.listener, [payload], [fd])
+            self.listener.sendmsg([payload], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                               struct.pack("i", fd))])
         except OSError as err:
             raise OcirtError(f"seccomp: sending the notify fd to {self.listener_path!r}: "
                              f"{err.strerror}") from err

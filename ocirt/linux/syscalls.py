@@ -137,6 +137,44 @@ def setdomainname(name: str) -> None:
         raise _fail(f"setdomainname({name!r})")
 
 
+# clone3(2) (linux/sched.h): a fork whose child is born in a cgroup2 directory.
+CLONE_INTO_CGROUP = 0x200000000
+_SYS_clone3 = 435
+_SIGCHLD = 17
+
+
+class _CloneArgs(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_uint64) for name in (
+        "flags", "pidfd", "child_tid", "parent_tid", "exit_signal", "stack", "stack_size",
+        "tls", "set_tid", "set_tid_size", "cgroup")]
+
+
+def fork_into_cgroup(cgroup_fd: int) -> int:
+    """``os.fork()`` whose child starts in the cgroup2 directory open as ``cgroup_fd``
+    (clone3 with CLONE_INTO_CGROUP, Linux 5.7): 0 in the child, its pid in the parent.
+
+    The interpreter is prepared and restored around the call as ``os.fork`` does it
+    (PyOS_BeforeFork, PyOS_AfterFork_Child/_Parent), and the call is made with the GIL held
+    (through ``pythonapi``), so the child runs no Python code before it is set right. Only for
+    a single-threaded caller, as glibc's own fork handlers do not run.
+    """
+    args = _CloneArgs(flags=CLONE_INTO_CGROUP, exit_signal=_SIGCHLD, cgroup=cgroup_fd)
+    api = ctypes.pythonapi
+    clone3 = ctypes.PyDLL(None, use_errno=True).syscall
+    clone3.restype = ctypes.c_long
+    clone3.argtypes = [ctypes.c_long, ctypes.c_void_p, ctypes.c_size_t]
+    api.PyOS_BeforeFork()
+    pid: int = clone3(_SYS_clone3, ctypes.byref(args), ctypes.sizeof(args))
+    if pid == 0:
+        api.PyOS_AfterFork_Child()
+        return 0
+    code = ctypes.get_errno()
+    api.PyOS_AfterFork_Parent()
+    if pid < 0:
+        raise SyscallError(f"clone3(CLONE_INTO_CGROUP, cgroup={cgroup_fd})", code)
+    return pid
+
+
 # openat2(2) (linux/openat2.h): resolve a path with the kernel keeping it inside a root.
 RESOLVE_NO_XDEV = 0x01
 RESOLVE_NO_MAGICLINKS = 0x02

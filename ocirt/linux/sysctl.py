@@ -11,7 +11,7 @@ refused when the plan is built.
 
 from __future__ import annotations
 
-from functools import partial
+from _functools import partial  # functools.partial; functools imports collections (~2 ms)
 
 from ocirt.errors import ConfigError, OcirtError
 from ocirt.linux import procfs

@@ -64,6 +64,13 @@ class NoneManager:
     def add(self, pid: int) -> None:
         """The process stays in the caller's cgroups."""
 
+    def fork_inside(self) -> tuple[int, bool]:
+        """A plain fork: the child stays in the caller's cgroups."""
+        return os.fork(), False
+
+    def join(self, in_v2: bool = False) -> None:
+        """The process stays in the caller's cgroups."""
+
     def pids(self) -> list[int]:
         return []
 

@@ -9,13 +9,13 @@ part in the hierarchy where that controller lives (v1 mount, or the v2 hierarchy
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 
 from ocirt.errors import ConfigError
 from ocirt.linux.cgroups import CgroupError, write_file
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 

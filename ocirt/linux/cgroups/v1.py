@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
-from functools import partial
+from _functools import partial  # functools.partial; functools imports collections (~2 ms)
 
 from ocirt.errors import ConfigError
 from ocirt.linux.cgroups import CgroupError, read_file, write_file
