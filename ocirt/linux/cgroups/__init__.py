@@ -492,8 +492,8 @@ class Manager:
                     os.rmdir(directory)
                 except FileNotFoundError:
                     pass
-                except OSError as err:
-                    if err.errno != errno.EBUSY:
+                except OSError as err:  # cgroupfs says EBUSY for a child cgroup
+                    if err.errno not in (errno.EBUSY, errno.ENOTEMPTY):
                         raise CgroupError("removing", directory, err) from err
                 continue
             if os.path.isdir(directory):
