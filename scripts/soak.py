@@ -87,6 +87,7 @@ class Soak:
         self.duration: dict[str, float] = {}
         self.counts: Counter[str] = Counter()
         self.examples: dict[str, str] = {}
+        self.dead_creating: set[str] = set()
 
     def note(self, what: str, example: str) -> None:
         self.counts[what] += 1
@@ -135,6 +136,7 @@ class Soak:
             return "absent"
         if status == "creating":
             self.note("dead `creating` seen", cid)
+            self.dead_creating.add(cid)
         return status
 
     def lifecycle(self, n: int, bundle: Path) -> None:
@@ -216,7 +218,8 @@ class Soak:
             f"soak: {runtime}: {c['lifecycles']} lifecycles, {c['operations']} operations, "
             f"seed {seed}, {seconds:.0f} s",
             f"  runtime SIGKILLed mid-way:        {sum(killed.values())} {killed or ''}",
-            f"  dead `creating` seen by `state`:  {c['dead `creating` seen']}",
+            f"  dead `creating` seen by `state`:  {c['dead `creating` seen']} times, in "
+            f"{len(self.dead_creating)} lifecycles",
             f"  lifecycles with leftovers:        {c['lifecycles with leftovers']} "
             f"{left or ''}",
             f"  final delete --force failed:      {c['final delete --force failed']}",
