@@ -4,8 +4,9 @@ runtime that was creating is dead, and ``delete --force`` removes everything it 
 
 The kill comes after a random delay, measured from the start of ``create`` or from the moment
 its state directory appears, spread over the time a whole create takes here, so the tries land
-all over it: before the state exists, among the cgroup directories, while stage-1 or init is
-alone, after ``ready``. A bounded number of tries per test (``OCIRT_TEST_KILL_TRIES``, default
+all over it: before the state exists, among the cgroup directories (a third of the tries aim at
+the first 20 ms after the state directory appears), while stage-1 or init is alone, after
+``ready``. A bounded number of tries per test (``OCIRT_TEST_KILL_TRIES``, default
 10; the seed is printed on failure and taken from ``OCIRT_TEST_SEED``);
 ``scripts/soak.py`` does the long randomized run.
 """
@@ -110,8 +111,11 @@ def kill_all_over(rt, bundle_path: Path, what: str) -> dict[str, int]:
     seen: dict[str, int] = {}
     for attempt in range(TRIES):
         cid = rt.new_id("killed")
-        from_state_dir = attempt % 2 == 1
-        delay = rng.uniform(0, took - appeared if from_state_dir else took)
+        # a third from exec, a third from the state dir on, a third in the first 20 ms after
+        # it appears (the state is written and the cgroup directories are made then)
+        from_state_dir = attempt % 3 != 0
+        delay = rng.uniform(0, took if attempt % 3 == 0 else
+                            took - appeared if attempt % 3 == 1 else min(0.02, took - appeared))
         killed_create(rt, cid, bundle_path, delay, from_state_dir)
         where = (f"{what}: try {attempt}, SIGKILL {delay * 1000:.1f} ms after "
                  f"{'the state dir appeared' if from_state_dir else 'exec'} (seed {chosen}, "
