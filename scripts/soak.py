@@ -8,12 +8,14 @@ namespace whose init leaves a child behind, one without a mount namespace) and w
 a random sequence of legal and illegal operations: create, start, state, kill, kill --all,
 delete with and without --force, a second create of the same ID, a second start. With
 probability ``--kill-rate`` a create, start, kill or delete --force is SIGKILLed after a random
-delay within the time that operation takes here. After every operation nothing runs but this
-script, so a ``state`` that says ``creating`` is a *dead creating*: nobody is creating it any
-more. Each lifecycle ends with ``delete --force`` and a search for what is left: the state
-directory, a cgroup named after the ID in any hierarchy, a process carrying the lifecycle's
-token in its environment, a mount under the rootfs. What is found is counted, then removed
-(those processes by pid, those cgroups, those mounts), so lifecycles stay independent.
+delay within the time that operation takes here (half the killed creates within 20 ms of their
+state directory appearing, when the state and the cgroups are being made). After every
+operation nothing runs but this script, so a ``state`` that says ``creating`` is a *dead
+creating*: nobody is creating it any more. Each lifecycle ends with ``delete --force`` and a
+search for what is left: the state directory, a cgroup named after the ID in any hierarchy, a
+process carrying the lifecycle's token in its environment, a mount under the rootfs. What is
+found is counted, then removed (those processes by pid, those cgroups, those mounts), so
+lifecycles stay independent.
 
 The runtime is ``python -m ocirt`` from this checkout unless ``--runtime`` names another command
 (``runc``, a launcher). The script runs in a private mount namespace of its own, so the mounts of
@@ -104,8 +106,13 @@ class Soak:
             proc = subprocess.Popen([*self.runtime, "--root", str(self.root), *args], env=env,
                                     stdin=subprocess.DEVNULL, stdout=out, stderr=err)
             try:
-                if kill:
+                if kill and op == "create" and self.rng.random() < 0.5:
+                    # aim at the start of the work: the state and the cgroups are made then
+                    self.wait_for_state_dir(args[-1], proc)
+                    time.sleep(self.rng.uniform(0, 0.02))
+                elif kill:
                     time.sleep(self.rng.uniform(0, self.duration.get(op, 0.1) * 1.1))
+                if kill:
                     proc.send_signal(signal.SIGKILL)
                 status = proc.wait(timeout=TIMEOUT)
             except subprocess.TimeoutExpired:
@@ -125,6 +132,12 @@ class Soak:
         if "Traceback" in text or "internal error" in text or "panic" in text:
             self.note("tracebacks or internal errors", f"{' '.join(args)}: {text[-300:]}")
         return status, stdout, text
+
+    def wait_for_state_dir(self, cid: str, proc: subprocess.Popen[bytes]) -> None:
+        deadline = time.monotonic() + TIMEOUT
+        while (not (self.root / cid).exists() and proc.poll() is None
+               and time.monotonic() < deadline):
+            time.sleep(0.0002)
 
     def status(self, token: str, cid: str) -> str:
         code, out, _ = self.call(token, "state", cid)
