@@ -157,7 +157,9 @@ def test_create_killed_without_mount_namespace_leaves_no_mount(nsrt, holder, mak
                          hostname=None)
     config["linux"]["namespaces"] = []
     kill_all_over(nsrt, bundle(config), "no mount namespace")
-    assert Path(f"/proc/{holder}/mountinfo").read_text() == before
+    after = Path(f"/proc/{holder}/mountinfo").read_text()
+    old, new = set(before.splitlines()), set(after.splitlines())
+    assert after == before, f"mounts added: {sorted(new - old)}; gone: {sorted(old - new)}"
 
 
 def test_creator_killed_in_a_prestart_hook_is_stopped(rt, make_config, bundle, tmp_path):
