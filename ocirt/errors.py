@@ -111,3 +111,14 @@ def access_hint(err: OSError, what: str = "a path") -> str:
         return (f": uid {host_uid()} may not reach it: use {what} this user may use, or "
                 "give the user access (docs/rootless.md)")
     return ": denied to root too: check the mount (read-only, nosuid) and security modules"
+
+
+class StateDamaged(OcirtError):
+    """A container's state file cannot be used: names the file and what is wrong with it."""
+
+    def __init__(self, container_id: str, path: str, what: str) -> None:
+        super().__init__(f"container {container_id}: state file {path} is damaged: {what} "
+                         f"(`delete --force {container_id}` removes what it can find)")
+        self.container_id = container_id
+        self.path = path
+        self.what = what

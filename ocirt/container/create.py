@@ -3,6 +3,13 @@
 On any failure everything made so far is undone before the error is raised: the processes
 are killed and reaped, the cgroups removed and the state directory deleted, so a failed create
 leaves nothing behind.
+
+A create killed outright (SIGKILL) cannot undo anything, so it records what it is about to make
+before it makes it: the first state document (and its ``cleanup.json`` copy) is written before
+any cgroup exists and names the cgroup directories about to be made, the mounts under the rootfs
+before init's own (no mount namespace) and this process (PID and start time, so ``state`` says
+``stopped`` once it is dead). Stage-1 dies with this process (PR_SET_PDEATHSIG); init is inside
+the container's cgroup before it exists, so ``delete --force`` finds it there.
 """
 
 from __future__ import annotations
@@ -67,24 +74,28 @@ def create(store: Store, plan: planning.ContainerPlan, foreground: bool = False)
     # moves on to the caller's nearest subreaper (conmon, containerd-shim), as with runc.
     sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
     lock = store.create(plan.container_id)
-    state = ContainerState(id=plan.container_id, bundle=plan.bundle, rootfs=plan.rootfs,
-                           created=_now(), owner=_owner(),
-                           annotations=dict(plan.config.get("annotations") or {}),
-                           cgroup=plan.cgroup.to_state(), config=plan.config)
-    channel: Channel | None = None
-    relay_end: socket.socket | None = None
-    stage1_pid = init_pid = 0
     # Without a mount namespace of its own, init mounts in ours: note what was there before.
     mounts_before = (None if plan.namespaces.has("mount")
                      else hostmounts.mounts_under(plan.rootfs))
+    me = os.getpid()
+    state = ContainerState(id=plan.container_id, bundle=plan.bundle, rootfs=plan.rootfs,
+                           created=_now(), owner=_owner(),
+                           annotations=dict(plan.config.get("annotations") or {}),
+                           cgroup=plan.cgroup.to_state(),
+                           config=plan.config, creator=[me, _start_time(me)],
+                           mounts_before=[list(m) for m in mounts_before]
+                           if mounts_before is not None else None)
+    if state.cgroup:  # the directories about to be made, recorded before they are
+        state.cgroup["created"] = plan.cgroup.missing_dirs()
+    channel: Channel | None = None
+    relay_end: socket.socket | None = None
+    stage1_pid = init_pid = 0
     try:
-        store.save(state)
-        lap("state directory, state.json (creating)")
+        # From here on `delete --force` can undo whatever happens to us.
+        store.save(state, with_cleanup_copy=True)
+        lap("state directory, state.json (creating), cleanup.json")
         run_all(plan.cgroup_steps)
         lap("cgroups: make, write limits")
-        state.cgroup = plan.cgroup.to_state()
-        store.save(state)  # from now on `delete --force` can undo it, whatever happens to us
-        lap("state.json (cgroups)")
         for mapped in plan.idmapped:  # detached idmapped mounts, for init to attach
             mapped.prepare()
         ns_fds = namespaces.open_namespaces(plan.namespaces)
@@ -107,7 +118,7 @@ def create(store: Store, plan: planning.ContainerPlan, foreground: bool = False)
         stage1_pid, in_v2 = plan.cgroup.fork_inside()
         if stage1_pid == 0:
             channel.close()
-            stage1(plan, child_end, ns_fds, listener, in_v2)
+            stage1(plan, child_end, ns_fds, listener, in_v2, me)
         child_end.close()
         if listener is not None:
             listener.close()
@@ -154,11 +165,13 @@ def create(store: Store, plan: planning.ContainerPlan, foreground: bool = False)
         if plan.options.timings is not None:
             plan.options.timings.merge(message.get("timings"))
 
-        state.pid_start = _start_time(init_pid)
+        state.pid_start = _start_time(init_pid, "the container's init exited during create")
         if mounts_before is not None:
             state.host_mounts = [list(m) for m in hostmounts.made_since(mounts_before,
                                                                         plan.rootfs)]
+        state.cgroup = plan.cgroup.to_state()  # the directories made, not those planned
         state.status = Status.CREATED
+        state.creator, state.mounts_before = [], None
         store.save(state)
         if plan.options.pid_file:
             write_pid_file(plan.options.pid_file, init_pid)
@@ -212,10 +225,10 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e9):09d}Z"
 
 
-def _start_time(pid: int) -> int:
+def _start_time(pid: int, gone: str = "") -> int:
     start = process_start_time(pid)
     if start is None:
-        raise OcirtError("the container's init exited during create")
+        raise OcirtError(gone or f"process {pid} is gone")
     return start
 
 

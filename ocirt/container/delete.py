@@ -3,6 +3,11 @@
 Without ``force`` a container that is not stopped is an error that changes nothing (as the
 runtime spec says; runc also deletes a created container). With ``force`` its processes are
 killed first. ``force`` on an ID that does not exist succeeds, as managers expect.
+
+``force`` also deletes a container whose state.json is damaged (empty, truncated, garbage) or
+missing, from what it can find (``recover``): the ``cleanup.json`` copy create wrote before it
+made anything, or, if that is damaged too, the cgroup a container of this ID gets by default.
+Its processes are found in its cgroups, killed, and the cgroups, mounts and directory removed.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import time
 
 from ocirt.container import hooks
 from ocirt.container.state import ContainerState, Status, Store
-from ocirt.errors import ContainerNotFound, StateError
+from ocirt.errors import ContainerNotFound, StateDamaged, StateError
 from ocirt.linux import cgroups
 
 TYPE_CHECKING = False
@@ -32,11 +37,14 @@ def delete(store: Store, container_id: str, force: bool = False) -> None:
     with lock:
         try:
             state = store.load(container_id)
-        except ContainerNotFound:
-            if force:
+        except (ContainerNotFound, StateDamaged) as err:
+            if not force:
+                raise
+            recovered = recover(store, container_id, err)
+            if recovered is None:
                 store.remove(container_id)
                 return
-            raise
+            state = recovered
         status = state.current_status()
         if status is not Status.STOPPED and not force:
             raise StateError(f"cannot delete container {container_id} that is "
@@ -45,6 +53,34 @@ def delete(store: Store, container_id: str, force: bool = False) -> None:
         # they go too, as with runc.
         stop(state)
         destroy(store, state)
+
+
+def recover(store: Store, container_id: str, err: ContainerNotFound | StateDamaged
+            ) -> ContainerState | None:
+    """What ``delete --force`` undoes when state.json is unusable: the state create recorded
+    before it made anything (cleanup.json), else the cgroup this ID gets by default (as this
+    runtime would place it now); None if nothing was ever recorded (nothing was made)."""
+    from ocirt import log
+
+    try:
+        state = store.load(container_id, "cleanup.json")
+    except ContainerNotFound:
+        if isinstance(err, ContainerNotFound):
+            return None  # create died before its first record, which precedes everything
+        state = None
+    except StateDamaged as copy_err:
+        log.current.warning(str(copy_err))
+        state = None
+    if isinstance(err, StateDamaged):
+        log.current.warning(f"{err.path} is damaged ({err.what}): deleting container "
+                            f"{container_id} from " + ("cleanup.json" if state else
+                                                       "the cgroups of its ID"))
+    if state is not None:
+        return state
+    manager = cgroups.Manager(cgroups.discover(), cgroups.resolve_path(None, container_id))
+    manager.created = [d for d in manager.dirs.values() if os.path.isdir(d)]
+    return ContainerState(id=container_id, bundle="", rootfs="", status=Status.STOPPED,
+                          cgroup=manager.to_state())
 
 
 def stop(state: ContainerState) -> None:
@@ -78,10 +114,14 @@ def _reap_if_child(pid: int) -> None:
 
 def destroy(store: Store, state: ContainerState) -> None:
     """Undo create, then run the poststop hooks (their failures are only warnings)."""
-    if state.host_mounts:
+    if state.host_mounts or state.mounts_before is not None:
         from ocirt.linux import hostmounts
 
-        problems = hostmounts.detach([(m[0], m[1]) for m in state.host_mounts])
+        made = [(m[0], m[1]) for m in state.host_mounts]
+        if state.mounts_before is not None:  # create never finished: what appeared since
+            made += hostmounts.made_since([(m[0], m[1]) for m in state.mounts_before],
+                                          state.rootfs)
+        problems = hostmounts.detach(made)
         if problems:
             from ocirt import log
 

@@ -30,12 +30,18 @@ else:  # the C module under ``signal``: the same calls, int constants, no enum (
 
 
 def stage1(plan: ContainerPlan, channel: Channel, ns_fds: list[tuple[str, int]],
-           listener: socket.socket | None, in_cgroup2: bool = False) -> None:
+           listener: socket.socket | None, in_cgroup2: bool = False,
+           parent: int = 0) -> None:
     timings = plan.options.timings
     if timings is not None:
         timings.forked("stage-1")
     lap = lapper(timings)
     try:
+        # A runtime killed before stage-1 is in the container's cgroup leaves nothing behind:
+        # stage-1 dies with it (and checks it did not die before the prctl).
+        sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
+        if parent and os.getppid() != parent:
+            os._exit(1)
         sc.prctl(sc.PR_SET_DUMPABLE, 0)
         # Into the container's cgroups before anything else (init inherits them), with the
         # host's credentials; ``in_cgroup2``: born in the v2 one (see Manager.fork_inside).

@@ -21,7 +21,9 @@ from ocirt.errors import ConfigError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import signal
+    from collections.abc import Callable
     from types import FrameType
+    from typing import Any
 else:  # the C module under ``signal``: the same calls, int constants, no enum (~2.5 ms)
     import _signal as signal
 
@@ -37,6 +39,7 @@ def run(store: Store, plan: ContainerPlan, detach: bool = False, keep: bool = Fa
     state = created.state
     timings = plan.options.timings
     lap = lapper(timings)
+    originals: dict[int, Any] = {}  # the handlers to put back
     try:
         if detach:
             created.channel.close()
@@ -46,6 +49,11 @@ def run(store: Store, plan: ContainerPlan, detach: bool = False, keep: bool = Fa
             start(store, state.id)
             lap("start (the program runs; poststart hooks)")
             return 0
+        # From the moment the program may run, a signal to us is for it (wait_for_exit then
+        # takes over): a SIGTERM while the state is being saved must not end the runtime.
+        for signum in FORWARDED:
+            if signum != signal.SIGWINCH:
+                originals[signum] = signal.signal(signum, _forward_to(state.pid))
         created.channel.send("start")
         reply = created.channel.recv()  # end-of-file once the program is exec'd
         if reply is not None and reply["type"] == "timings":  # --timings: init's rows first
@@ -61,6 +69,8 @@ def run(store: Store, plan: ContainerPlan, detach: bool = False, keep: bool = Fa
         status = wait_for_exit(state.pid, created.terminal)
         lap("the container's program runs, exits")
     finally:
+        for number, handler in originals.items():
+            signal.signal(number, handler)
         created.lock.release()
         if created.terminal is not None:
             os.close(created.terminal)
@@ -73,6 +83,15 @@ def run(store: Store, plan: ContainerPlan, detach: bool = False, keep: bool = Fa
             deleting.destroy(store, state)
     lap("delete (cgroups, state directory)" if not keep else "state.json (stopped)")
     return status
+
+
+def _forward_to(pid: int) -> Callable[[int, FrameType | None], None]:
+    def forward(signum: int, frame: FrameType | None) -> None:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+    return forward
 
 
 def wait_for_exit(pid: int, terminal: int | None = None) -> int:

@@ -3,13 +3,20 @@
 One directory per container under the state root (``--root``; default /run/ocirt, or
 ``$XDG_RUNTIME_DIR/ocirt`` when rootless), mode 0700; the root itself is made 0700 too.
 A root out of the user's reach is one clear error (``AccessError``), never a traceback.
-``state.json`` is written atomically (temporary file + rename). Every command that changes a
-container holds an exclusive flock on the container's directory, so two commands on one ID never
-interleave; a command that gets the lock after a ``delete`` sees the directory gone.
+``state.json`` is written atomically (temporary file, rename in the same directory), so a killed
+writer leaves the old document or the new one, never a truncated one. Every command that changes
+a container holds an exclusive flock on the container's directory, so two commands on one ID
+never interleave; a command that gets the lock after a ``delete`` sees the directory gone.
+
+``create`` writes the first document before it makes anything (cgroup directories it is about
+to make, the mounts under the rootfs before it, its own PID and start time) and a copy of it,
+``cleanup.json``, a separate file never written again: if state.json is later damaged,
+``delete --force`` undoes the container from that copy (see ``delete.recover``).
 
 The status is derived, not trusted: the saved status (creating, created, running) holds only
-while the container process is alive, which is checked by PID *and* its start time, so a
-reused PID never makes a stopped container look alive.
+while the process behind it is alive, which is checked by PID *and* its start time, so a reused
+PID never makes a stopped container look alive. For ``creating`` that process is the runtime
+that creates the container: once it is gone (killed mid-way), the container is ``stopped``.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from ocirt.errors import (
     ContainerNotFound,
     InvalidID,
     OcirtError,
+    StateDamaged,
     access_hint,
     is_denied,
     state_root_hint,
@@ -114,17 +122,20 @@ def process_start_time(pid: int) -> int | None:
 
 
 class ContainerState:
-    """What state.json holds: the spec's fields, the init's start time, cgroups, config."""
+    """What state.json holds: the spec's fields, the init's start time, cgroups, config, and
+    while it is being created, who creates it and what it may have made."""
 
     FIELDS = ("id", "bundle", "rootfs", "pid", "pid_start", "status", "created", "owner",
-              "annotations", "cgroup", "config", "host_mounts")
+              "annotations", "cgroup", "config", "host_mounts", "creator", "mounts_before")
 
     def __init__(self, id: str, bundle: str, rootfs: str, pid: int = 0, pid_start: int = 0,
                  status: Status = Status.CREATING, created: str = "", owner: str = "",
                  annotations: dict[str, str] | None = None,
                  cgroup: dict[str, Any] | None = None,
                  config: dict[str, Any] | None = None,
-                 host_mounts: list[list[Any]] | None = None) -> None:
+                 host_mounts: list[list[Any]] | None = None,
+                 creator: list[int] | None = None,
+                 mounts_before: list[list[Any]] | None = None) -> None:
         self.id, self.bundle, self.rootfs = id, bundle, rootfs
         self.pid, self.pid_start, self.status = pid, pid_start, status
         self.created, self.owner = created, owner
@@ -134,10 +145,21 @@ class ContainerState:
         # [mount ID, mount point] of the mounts create made in the runtime's mount namespace
         # (a container without one of its own): ``delete`` detaches them (see hostmounts).
         self.host_mounts: list[list[Any]] = host_mounts or []
+        # While creating: [PID, start time] of the runtime that creates the container, and
+        # (without a mount namespace) the mounts under the rootfs before it began, so a create
+        # that died leaves a container that is `stopped` and whose mounts can still be found.
+        self.creator: list[int] = creator or []
+        self.mounts_before = mounts_before
+
+    def creator_alive(self) -> bool:
+        return (len(self.creator) == 2
+                and process_start_time(self.creator[0]) == self.creator[1])
 
     def current_status(self) -> Status:
+        if self.status is Status.CREATING:
+            return Status.CREATING if self.creator_alive() else Status.STOPPED
         if self.status is Status.STOPPED or self.pid <= 0:
-            return Status.STOPPED if self.status is not Status.CREATING else Status.CREATING
+            return Status.STOPPED
         if process_start_time(self.pid) != self.pid_start:
             return Status.STOPPED
         if self.cgroup and self.status in (Status.CREATED, Status.RUNNING):
@@ -176,10 +198,25 @@ class ContainerState:
         return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ContainerState:
-        data = dict(data)
-        data["status"] = Status(data["status"])
-        return cls(**data)
+    def from_json(cls, data: Any) -> ContainerState:
+        """The state a document describes; ``ValueError`` naming the field if it is not one
+        this runtime wrote (unknown fields are ignored, missing optional ones take defaults)."""
+        from ocirt.container.state_shape import SHAPES, check_cgroup, check_shape, kind
+
+        if not isinstance(data, dict):
+            raise ValueError(f"not a JSON object but {kind(data)}")
+        fields: dict[str, Any] = {}
+        for name in cls.FIELDS:
+            if name not in data:
+                if name in ("id", "bundle", "rootfs", "status"):
+                    raise ValueError(f"field {name!r} is missing")
+                continue
+            check_shape(data[name], SHAPES[name], name)
+            fields[name] = data[name]
+        fields["status"] = Status(fields["status"])
+        if fields.get("cgroup"):
+            check_cgroup(fields["cgroup"])
+        return cls(**fields)
 
 
 class Store:
@@ -234,22 +271,41 @@ class Store:
             raise self.denied("opening the state of container", self.path(container_id),
                               err) from None
 
-    def load(self, container_id: str) -> ContainerState:
+    def load(self, container_id: str, name: str = "state.json") -> ContainerState:
+        """The container's state (or its ``cleanup.json`` copy); ``StateDamaged`` naming the
+        file and what is wrong if it cannot be used."""
+        path = self.path(container_id, name)
         try:
-            with open(self.path(container_id, "state.json"), "rb") as handle:
-                return ContainerState.from_json(jsonfast.loads(handle.read()))
+            with open(path, "rb") as handle:
+                data = handle.read()
         except FileNotFoundError:
             raise ContainerNotFound(container_id) from None
         except OSError as err:
-            raise self.denied("reading the state of container",
-                              self.path(container_id, "state.json"), err) from None
-        except (ValueError, TypeError, KeyError) as err:
-            raise OcirtError(f"state of container {container_id} is damaged: {err}") from err
+            if is_denied(err):
+                raise self.denied("reading the state of container", path, err) from None
+            raise StateDamaged(container_id, path, f"cannot read it: {err.strerror}") from err
+        if not data.strip():
+            raise StateDamaged(container_id, path, "the file is empty")
+        try:
+            state = ContainerState.from_json(jsonfast.loads(data))
+        except ValueError as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise StateDamaged(container_id, path, str(err)) from None
+        except RecursionError:
+            raise StateDamaged(container_id, path, "nested too deeply") from None
+        if state.id != container_id:
+            raise StateDamaged(container_id, path, f"it describes container {state.id!r}")
+        return state
 
-    def save(self, state: ContainerState) -> None:
+    def save(self, state: ContainerState, with_cleanup_copy: bool = False) -> None:
+        """Write state.json (the one place that does); ``with_cleanup_copy``: also the
+        separate ``cleanup.json`` (create, before it makes anything)."""
+        data = jsonfast.dumps(state.to_json()).encode()
         path = self.path(state.id, "state.json")
         try:
-            write_atomic(path, jsonfast.dumps(state.to_json()).encode())
+            write_atomic(path, data)
+            if with_cleanup_copy:
+                path = self.path(state.id, "cleanup.json")
+                write_atomic(path, data)
         except OSError as err:
             raise self.denied("writing the state of container", path, err) from None
 
@@ -285,13 +341,26 @@ class Lock:
         self.release()
 
 
-def write_atomic(path: str, data: bytes, mode: int = 0o600) -> None:
+def write_atomic(path: str, data: bytes, mode: int = 0o600, sync: bool = False) -> None:
+    """Replace ``path`` with ``data`` as one step: a temporary file in the same directory,
+    written in full, then renamed over ``path``, so a reader or a writer killed at any moment
+    leaves the old content or the new, never a part. ``sync`` also fsyncs it before the rename
+    (for a machine crash). State files are not synced: measured, four fsyncs made ``run`` 18-22 %
+    slower on a busy disk, and after a machine crash no container is left alive while a torn
+    file is the damaged state that ``delete --force`` handles."""
     tmp = f"{path}.tmp{os.getpid()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     try:
-        os.write(fd, data)
-    finally:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        if sync:
+            os.fsync(fd)
+    except BaseException:
         os.close(fd)
+        os.unlink(tmp)
+        raise
+    os.close(fd)
     os.rename(tmp, path)
 
 

@@ -243,3 +243,28 @@ def test_paused_is_derived_from_the_freezer(tmp_path):
     assert Status.PAUSED.can_kill and Status.PAUSED.can_resume and not Status.PAUSED.can_pause
     (freezer / "freezer.state").write_text("THAWED\n")
     assert state.current_status() is Status.RUNNING
+
+
+def test_the_directories_to_make_are_known_before_they_are_made(tmp_path):
+    """create records them before the mkdir steps; delete of a create killed in between
+    removes those that exist, leaves a parent another cgroup has moved into, and removes the
+    cgroups the container made inside its own. (Plain directories stand in for cgroupfs.)"""
+    import os
+
+    mountpoint = tmp_path / "pids"
+    (mountpoint / "outer").mkdir(parents=True)  # was there before: never ours
+    hierarchy = cgroups.Hierarchy(1, str(mountpoint), frozenset({"pids"}), str(mountpoint))
+    manager = cgroups.Manager([hierarchy], "/outer/pod/ctr")
+    own = f"{mountpoint}/outer/pod/ctr"
+    assert manager.missing_dirs() == [own, f"{mountpoint}/outer/pod"]
+    recorded = cgroups.Manager.from_state({**manager.to_state(),
+                                           "created": manager.missing_dirs()})
+    os.makedirs(f"{own}/made-inside/deeper")  # the mkdir steps, then the container's own
+    os.mkdir(f"{mountpoint}/outer/pod/other-ctr")  # a sibling in the parent we made
+    recorded.destroy()
+    assert not os.path.exists(own)
+    assert sorted(os.listdir(f"{mountpoint}/outer/pod")) == ["other-ctr"]
+    assert os.path.isdir(f"{mountpoint}/outer")
+    # killed before any mkdir: nothing exists, nothing fails
+    recorded = cgroups.Manager.from_state({**manager.to_state(), "created": [own]})
+    recorded.destroy()

@@ -284,6 +284,17 @@ class Manager:
                 enable_controllers(os.path.dirname(directory), frozenset({op.controller}))
             op.apply(directory)
 
+    def missing_dirs(self) -> list[str]:
+        """The directories the mkdir steps will make: the container's cgroup and those of
+        its parents that do not exist yet (create records them before it makes them)."""
+        missing = []
+        for hierarchy in self.hierarchies:
+            probe = self.dirs[hierarchy.name]
+            while probe.startswith(hierarchy.mountpoint + "/") and not os.path.isdir(probe):
+                missing.append(probe)
+                probe = os.path.dirname(probe)
+        return missing
+
     def _make(self, hierarchy: Hierarchy, needed: frozenset[str]) -> None:
         target = self.dirs[hierarchy.name]
         if os.path.isdir(target):
@@ -468,21 +479,26 @@ class Manager:
 
     def destroy(self, timeout: float = 5.0) -> None:
         """Remove the directories this container made, deepest first, once they are empty.
-        A frozen cgroup is thawed first, so killed processes in it can die."""
+        A frozen cgroup is thawed first, so killed processes in it can die. Cgroups that the
+        container made inside its own go first; a parent directory that another cgroup has
+        meanwhile moved into stays (it is no longer this container's alone)."""
         if self.created:
             self.thaw_if_frozen()
         deadline = time.monotonic() + timeout
+        own = set(self.dirs.values())
         for directory in sorted(self.created, key=len, reverse=True):
-            while True:
+            if directory not in own:
                 try:
                     os.rmdir(directory)
-                    break
                 except FileNotFoundError:
-                    break
-                except OSError as err:
-                    if err.errno != errno.EBUSY or time.monotonic() > deadline:
+                    pass
+                except OSError as err:  # cgroupfs says EBUSY for a child cgroup
+                    if err.errno not in (errno.EBUSY, errno.ENOTEMPTY):
                         raise CgroupError("removing", directory, err) from err
-                    time.sleep(0.01)
+                continue
+            if os.path.isdir(directory):
+                for inner, _, _ in sorted(os.walk(directory), key=lambda w: -len(w[0])):
+                    _rmdir_when_empty(inner, deadline)
         self.created = []
 
     def to_state(self) -> dict[str, Any]:
@@ -504,6 +520,20 @@ class Manager:
                           frozenset(() if name == "unified" else name.split(",")), "")
                 for name in manager.dirs]
         return manager
+
+
+def _rmdir_when_empty(directory: str, deadline: float) -> None:
+    """rmdir a cgroup, waiting (until ``deadline``) for its killed processes to be gone."""
+    while True:
+        try:
+            os.rmdir(directory)
+            return
+        except FileNotFoundError:
+            return
+        except OSError as err:
+            if err.errno != errno.EBUSY or time.monotonic() > deadline:
+                raise CgroupError("removing", directory, err) from err
+            time.sleep(0.01)
 
 
 def mount_steps(manager: Manager | NoneManager, ctx: Any, mount: dict[str, Any],

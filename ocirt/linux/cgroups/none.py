@@ -95,6 +95,9 @@ class NoneManager:
     def destroy(self, timeout: float = 5.0) -> None:
         pass
 
+    def missing_dirs(self) -> list[str]:
+        return []
+
     def to_state(self) -> dict[str, Any]:
         # Empty: the lifecycle's "no cgroup" case (kill, delete, ps, events, pause, update).
         return {}
