@@ -131,7 +131,7 @@ def exec_process(store: Store, container_id: str, process: dict[str, Any],
         pid = 0
         try:
             if state.cgroup:
-                cgroups.Manager.from_state(state.cgroup).add(stage1_pid)
+                cgroups.load(state.cgroup).add(stage1_pid)
             channel.send("go")
             pid = channel.expect("pid", "exec: forking the process")["pid"]
             reap(stage1_pid)
