@@ -29,9 +29,6 @@ def dispatch(globals_: dict[str, Any], command: Command, values: dict[str, Any])
     log = logging.configure(globals_.get("log"), globals_.get("log_format") or "text",
                             bool(globals_.get("debug")))
     try:
-        if globals_.get("systemd_cgroup") and command.name in ("create", "run"):
-            raise UnsupportedError("--systemd-cgroup: ocirt has no systemd cgroup driver yet; "
-                                   "use the cgroupfs manager")
         root = globals_.get("root")
         if not root:
             from ocirt.linux.rootless import default_root
@@ -84,7 +81,8 @@ def _options(globals_: dict[str, Any], values: dict[str, Any]) -> Any:
                    no_new_keyring=bool(values.get("no_new_keyring")),
                    preserve_fds=int(values.get("preserve_fds") or 0),
                    console_socket=values.get("console_socket"),
-                   debug=bool(globals_.get("debug")))
+                   debug=bool(globals_.get("debug")),
+                   cgroup_driver="systemd" if globals_.get("systemd_cgroup") else "cgroupfs")
 
 
 def cmd_create(store: Store, globals_: dict[str, Any], values: dict[str, Any]) -> int:

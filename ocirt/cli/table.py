@@ -39,7 +39,8 @@ GLOBAL_OPTS = (
         ("text", "json")),
     Opt(("--debug",), "debug", help="debug logging, and a traceback with any error"),
     Opt(("--systemd-cgroup",), "systemd_cgroup",
-        help="use systemd for cgroups (not supported yet: refused)"),
+        help="use systemd for cgroups: the container in a transient scope "
+        "(cgroupsPath slice:prefix:name)"),
     Opt(("--rootless",), "rootless", "str", "auto", "accepted for runc compatibility: "
         "ocirt decides by itself (not root, or in a user namespace: see docs/rootless.md)",
         "VALUE"),

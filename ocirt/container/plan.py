@@ -180,7 +180,8 @@ def build(container_id: str, bundle: str, config: dict[str, Any], options: Optio
 
     net_devices = netdevices.plan(linux, ns.has("network"))
     rootless = running_rootless()
-    manager = cgroups.select(linux.get("cgroupsPath"), container_id, options.cgroup_driver)
+    manager = cgroups.select(linux.get("cgroupsPath"), container_id, options.cgroup_driver,
+                             config.get("annotations") or {})
     if rootless and manager.kind == "cgroupfs":  # no cgroup the user may write: none
         from ocirt.linux.cgroups import none  # (runc's rule; docs/rootless.md)
 

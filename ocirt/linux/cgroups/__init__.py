@@ -30,15 +30,16 @@ __all__ = ["FREEZER", "V2_CORE", "V2_NAMES", "CgroupDriver", "CgroupError", "Hie
            "resolve_path", "select", "write_file"]
 
 
-def select(cgroups_path: str | None, container_id: str, driver: str = "cgroupfs"
-           ) -> CgroupDriver:
+def select(cgroups_path: str | None, container_id: str, driver: str = "cgroupfs",
+           annotations: dict[str, str] | None = None) -> CgroupDriver:
     """The driver for a new container: ``cgroupfs`` (the default) or ``systemd``
-    (``--systemd-cgroup``). A rootless runtime then asks ``none.choose`` whether it may write
-    the cgroupfs cgroup at all (plan.build)."""
+    (``--systemd-cgroup``; ``annotations`` may hold org.systemd.property.*). A rootless
+    runtime then asks ``none.choose`` whether it may write the cgroupfs cgroup at all
+    (plan.build)."""
     if driver == "systemd":
-        from ocirt.errors import UnsupportedError
+        from ocirt.linux.cgroups.systemd import SystemdManager
 
-        raise UnsupportedError("--systemd-cgroup: ocirt has no systemd cgroup driver yet")
+        return SystemdManager.for_container(cgroups_path, container_id, annotations)
     return Manager(discover(), resolve_path(cgroups_path, container_id))
 
 
