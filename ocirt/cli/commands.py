@@ -192,9 +192,8 @@ def cmd_exec(store: Store, globals_: dict[str, Any], values: dict[str, Any]) -> 
     from ocirt.container import exec as executing
     from ocirt.container.state import check_id
 
-    if values.get("process_label") or values.get("apparmor"):
-        raise UnsupportedError("exec: SELinux labels and AppArmor profiles are not supported "
-                               "by ocirt yet")
+    if values.get("process_label"):
+        raise UnsupportedError("exec: SELinux labels are not supported by ocirt")
     check_id(values["container_id"])
     if values.get("process"):
         process = executing.process_from_file(values["process"])
@@ -207,6 +206,8 @@ def cmd_exec(store: Store, globals_: dict[str, Any], values: dict[str, Any]) -> 
             values.get("cwd"), values.get("env") or [], values.get("user"),
             values.get("additional_gids") or [], values.get("cap") or [],
             bool(values.get("no_new_privs")))
+    if values.get("apparmor"):
+        process["apparmorProfile"] = values["apparmor"]
     options = executing.ExecOptions(detach=bool(values.get("detach")),
                                     pid_file=values.get("pid_file"),
                                     console_socket=values.get("console_socket"),

@@ -150,7 +150,7 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
              Opt(("--process-label",), "process_label", "str", None,
                  "SELinux label (not supported: refused)", "LABEL"),
              Opt(("--apparmor",), "apparmor", "str", None,
-                 "AppArmor profile (not supported: refused)", "PROFILE")),
+                 "AppArmor profile for the process", "PROFILE")),
             usage="exec [OPTIONS] CONTAINER-ID [COMMAND [ARG...]]"),
     Command("features", "print the features this runtime supports, as JSON (features.md)"),
     Command("spec", "write a default config.json", (),

@@ -107,7 +107,6 @@ def _noop() -> None:
 
 # Fields ocirt cannot honour: the spec says a runtime MUST error rather than ignore them.
 UNSUPPORTED = (
-    (("process", "apparmorProfile"), "AppArmor is not supported by ocirt (nor enabled here)"),
     (("process", "selinuxLabel"), "SELinux labels are not supported by ocirt"),
     (("linux", "mountLabel"), "SELinux mount labels are not supported by ocirt"),
     (("linux", "intelRdt"), "Intel RDT is not supported by ocirt"),
