@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import deque
 
 from jeepney import DBusAddress, DBusErrorResponse, MatchRule, Properties, new_method_call
 from jeepney.bus_messages import message_bus
@@ -59,8 +60,12 @@ class Systemd:
             bus = f"the user's bus ({where})" if user else "the system bus"
             raise SystemdError(f"systemd: cannot connect to {bus}: {err} (is systemd "
                                "running, with dbus?)") from err
-        self._jobs = self.conn.filter(MatchRule(type="signal", interface=MANAGER.interface,
-                                                member="JobRemoved", path=MANAGER.object_path))
+        # Every JobRemoved, unbounded: a scope in a new slice makes several jobs, and the one
+        # waited for must not be pushed out by the others.
+        self._jobs: deque[Any] = deque()
+        self.conn.filter(MatchRule(type="signal", interface=MANAGER.interface,
+                                   member="JobRemoved", path=MANAGER.object_path),
+                         queue=self._jobs)
         self._subscribed = False
 
     def close(self) -> None:
@@ -135,7 +140,9 @@ class Systemd:
     def start_transient(self, unit: str, properties: list[tuple[str, tuple[str, Any]]]
                         ) -> None:
         """StartTransientUnit(unit, "replace", properties) and wait for its job; a leftover
-        failed unit of that name is reset and the start tried once more (as runc does)."""
+        failed unit of that name is reset and the start tried once more (as runc does). A
+        ``UnitExists`` error means another live unit has the name: the caller must not stop
+        it."""
         self._subscribe()
         for attempt in (1, 2):
             try:

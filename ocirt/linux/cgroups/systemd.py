@@ -117,8 +117,19 @@ class SystemdManager(Manager):
         if self.started:
             super().add(pid)
             return
+        from ocirt.linux.cgroups.dbus import SystemdError
+
         with _bus(self.user) as bus:
-            bus.start_transient(self.unit, self._properties(bus.version(), pid))
+            properties = self._properties(bus.version(), pid)
+            try:
+                bus.start_transient(self.unit, properties)
+            except SystemdError as err:
+                # Ours to stop unless the name belongs to another live unit.
+                self.started = not err.name.endswith(".UnitExists")
+                raise
+            except BaseException:
+                self.started = True  # the unit may exist: destroy() stops it
+                raise
         self.started = True
         if not os.path.isdir(self.directory):
             raise OcirtError(f"systemd: {self.unit} started, but its cgroup is not "

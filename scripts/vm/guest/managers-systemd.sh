@@ -81,13 +81,13 @@ cid=ctr$RANDOM
 path="kubepods-besteffort-pod${uid//-/_}.slice:cri-containerd:$cid"
 cp -a "$ROOTFS" "$C/rootfs"
 if "${CTR[@]}" run -d --runc-binary "$RT" --runc-systemd-cgroup --cgroup "$path" \
-        --memory-limit 67108864 --rootfs "$C/rootfs" "$cid" sleep 1000 >"$C/run.out" 2>&1; then
+        --memory-limit 67108864 --env PATH=/bin:/sbin:/usr/bin --rootfs "$C/rootfs" "$cid" /bin/sleep 1000 >"$C/run.out" 2>&1; then
     pid=$("${CTR[@]}" task ls | awk -v c="$cid" '$1 == c {print $2}')
     cg=$(scope_of "$pid")
     want="/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod${uid//-/_}.slice/cri-containerd-$cid.scope"
     [[ $cg == "$want" ]] && pass "containerd: the task is in $cg" || fail "containerd: cgroup '$cg', not $want"
     [[ $(cat "/sys/fs/cgroup$cg/memory.max" 2>/dev/null) == 67108864 ]] && pass "containerd: memory.max=64M" || fail "containerd: memory.max '$(cat "/sys/fs/cgroup$cg/memory.max" 2>&1)'"
-    out=$("${CTR[@]}" task exec --exec-id e1 "$cid" echo in-exec 2>&1)
+    out=$("${CTR[@]}" task exec --exec-id e1 "$cid" /bin/echo in-exec 2>&1)
     [[ $out == in-exec ]] && pass "containerd: task exec" || fail "containerd: task exec '$out'"
     "${CTR[@]}" task kill -s KILL "$cid" >/dev/null 2>&1
     for _ in $(seq 100); do [[ $("${CTR[@]}" task ls | awk -v c="$cid" '$1 == c {print $3}') == STOPPED ]] && break; sleep 0.2; done
