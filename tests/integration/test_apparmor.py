@@ -7,6 +7,7 @@ only. Without AppArmor a profile is an error naming the field (test_config_error
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -61,7 +62,7 @@ def test_profile_confines_init_and_exec(rt, make_config, bundle, profile):
     config["process"]["apparmorProfile"] = profile
     cid = rt.new_id("aa")
     rt.ok("create", "--bundle", str(bundle(config)), cid, timeout=10 * SLOW)
-    pid = int(rt.state(cid)["pid"])
+    pid = int(json.loads(rt.ok("state", cid, timeout=10 * SLOW).stdout)["pid"])
     rt.ok("start", cid, timeout=10 * SLOW)
     with open(f"/proc/{pid}/attr/current") as handle:
         assert handle.read().strip() in (f"{profile} (enforce)",)

@@ -8,6 +8,7 @@ systemd says of the unit (``systemctl show``).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -47,6 +48,11 @@ def cgroup_path(pid: int) -> str:
     raise AssertionError(f"no v2 line in /proc/{pid}/cgroup")
 
 
+def state(rt, cid: str) -> dict:
+    """``state``, with the slow-VM timeout (Python under TCG on a loaded host)."""
+    return json.loads(rt.ok("state", cid, timeout=10 * SLOW).stdout)
+
+
 def read(path: str, name: str) -> str:
     return Path(f"/sys/fs/cgroup{path}/{name}").read_text().strip()
 
@@ -64,7 +70,7 @@ def sd_container(rt, make_config, bundle):
             config["annotations"] = annotations
         rt.ok("create", "--bundle", str(bundle(config)), cid, global_opts=SD,
               timeout=10 * SLOW)
-        pid = int(rt.state(cid)["pid"])
+        pid = int(state(rt, cid)["pid"])
         return cid, pid
 
     return start
@@ -137,15 +143,15 @@ def test_pause_resume_ps_kill_all_exec(rt, sd_container):
     rt.ok("start", cid, timeout=10 * SLOW)
     path = cgroup_path(pid)
     rt.ok("pause", cid, global_opts=SD, timeout=10 * SLOW)
-    assert read(path, "cgroup.freeze") == "1" and rt.status(cid) == "paused"
+    assert read(path, "cgroup.freeze") == "1" and state(rt, cid)["status"] == "paused"
     rt.ok("resume", cid, global_opts=SD, timeout=10 * SLOW)
-    assert read(path, "cgroup.freeze") == "0" and rt.status(cid) == "running"
+    assert read(path, "cgroup.freeze") == "0" and state(rt, cid)["status"] == "running"
     out = rt.ok("exec", cid, "cat", "/proc/self/cgroup", global_opts=SD,
                 timeout=10 * SLOW).stdout
     assert f"0::{path}" in out.splitlines() or "0::/" in out.splitlines(), out
     assert str(pid) in rt.ok("ps", "--format", "json", cid, timeout=10 * SLOW).stdout
     rt.ok("kill", "--all", cid, "KILL", global_opts=SD, timeout=10 * SLOW)
-    rt.wait_status(cid, "stopped", 5 * SLOW)
+    wait_for(lambda: state(rt, cid)["status"] == "stopped", 5 * SLOW, what="stopped")
     rt.ok("delete", cid, global_opts=SD, timeout=10 * SLOW)
     wait_for(lambda: unit_gone(f"ocirtit-{cid}.scope"), 5 * SLOW, what="the scope to go")
 
