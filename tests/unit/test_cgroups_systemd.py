@@ -96,3 +96,17 @@ def test_systemd_needs_systemd_running(monkeypatch):
     monkeypatch.setattr("os.path.isdir", lambda path: False)
     with pytest.raises(UnsupportedError, match="systemd is not running"):
         cgroups.select("system.slice:p:c1", "c1", "systemd")
+
+
+def test_a_saved_systemd_driver_plans_like_cgroupfs_v2():
+    from ocirt.linux.cgroups.discovery import Hierarchy
+    from ocirt.linux.cgroups.systemd import SystemdManager
+
+    unified = Hierarchy(2, "/sys/fs/cgroup", frozenset({"memory", "pids"}), "/sys/fs/cgroup")
+    manager = SystemdManager([unified], "system.slice:p:c1", "system.slice", "p-c1.scope",
+                             False, "/sys/fs/cgroup/system.slice/p-c1.scope")
+    ops = manager.ops({"memory": {"limit": 1 << 20}}, [])
+    assert any("memory.max" in op.describe(manager.dirs["unified"]) for _, op in ops)
+    saved = cgroups.load(manager.to_state())
+    assert isinstance(saved, SystemdManager) and saved.started and saved.unit == "p-c1.scope"
+    assert saved.ops({"pids": {"limit": 5}}, update=True)

@@ -50,6 +50,7 @@ class SystemdManager(Manager):
         self.slice, self.unit, self.user = slice_name, unit, user
         self.dirs = {"unified": directory}
         self.created: list[str] = []
+        self.device_cgroup = True  # root only: ocirt's BPF filter is attached in the scope
         self.started = False  # this object started the unit (or loaded an existing one)
         self.annotations = annotations or {}
         self._resources: dict[str, Any] = {}
