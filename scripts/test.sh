@@ -44,6 +44,7 @@ check pytest "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests
 check wheel bash scripts/check-wheel.sh
 # The cgroup tests again, in a VM with a pure cgroup v2 kernel (this host is hybrid v1).
 check vm-cgroup-v2 env OCIRT_VENV="$VENV" bash scripts/vm/cgroup-tests.sh
+check vm-systemd env OCIRT_VENV="$VENV" bash scripts/vm/systemd-tests.sh
 
 if [[ ${#failed[@]} -gt 0 ]]; then
     echo "test: FAILED: ${failed[*]}" >&2

@@ -29,9 +29,6 @@ def dispatch(globals_: dict[str, Any], command: Command, values: dict[str, Any])
     log = logging.configure(globals_.get("log"), globals_.get("log_format") or "text",
                             bool(globals_.get("debug")))
     try:
-        if globals_.get("systemd_cgroup") and command.name in ("create", "run"):
-            raise UnsupportedError("--systemd-cgroup: ocirt has no systemd cgroup driver yet; "
-                                   "use the cgroupfs manager")
         root = globals_.get("root")
         if not root:
             from ocirt.linux.rootless import default_root
@@ -84,7 +81,8 @@ def _options(globals_: dict[str, Any], values: dict[str, Any], timings: Any = No
                    no_new_keyring=bool(values.get("no_new_keyring")),
                    preserve_fds=int(values.get("preserve_fds") or 0),
                    console_socket=values.get("console_socket"),
-                   debug=bool(globals_.get("debug")), timings=timings)
+                   debug=bool(globals_.get("debug")), timings=timings,
+                   cgroup_driver="systemd" if globals_.get("systemd_cgroup") else "cgroupfs")
 
 
 def _timings(values: dict[str, Any]) -> Any:
@@ -226,9 +224,8 @@ def cmd_exec(store: Store, globals_: dict[str, Any], values: dict[str, Any]) -> 
     if timings is not None:
         timings.lap("imports (exec)")
 
-    if values.get("process_label") or values.get("apparmor"):
-        raise UnsupportedError("exec: SELinux labels and AppArmor profiles are not supported "
-                               "by ocirt yet")
+    if values.get("process_label"):
+        raise UnsupportedError("exec: SELinux labels are not supported by ocirt")
     check_id(values["container_id"])
     if values.get("process"):
         process = executing.process_from_file(values["process"])
@@ -241,6 +238,8 @@ def cmd_exec(store: Store, globals_: dict[str, Any], values: dict[str, Any]) -> 
             values.get("cwd"), values.get("env") or [], values.get("user"),
             values.get("additional_gids") or [], values.get("cap") or [],
             bool(values.get("no_new_privs")))
+    if values.get("apparmor"):
+        process["apparmorProfile"] = values["apparmor"]
     options = executing.ExecOptions(detach=bool(values.get("detach")),
                                     pid_file=values.get("pid_file"),
                                     console_socket=values.get("console_socket"),

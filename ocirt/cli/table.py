@@ -39,7 +39,8 @@ GLOBAL_OPTS = (
         ("text", "json")),
     Opt(("--debug",), "debug", help="debug logging, and a traceback with any error"),
     Opt(("--systemd-cgroup",), "systemd_cgroup",
-        help="use systemd for cgroups (not supported yet: refused)"),
+        help="use systemd for cgroups: the container in a transient scope "
+        "(cgroupsPath slice:prefix:name)"),
     Opt(("--rootless",), "rootless", "str", "auto", "accepted for runc compatibility: "
         "ocirt decides by itself (not root, or in a user namespace: see docs/rootless.md)",
         "VALUE"),
@@ -153,7 +154,7 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
              Opt(("--process-label",), "process_label", "str", None,
                  "SELinux label (not supported: refused)", "LABEL"),
              Opt(("--apparmor",), "apparmor", "str", None,
-                 "AppArmor profile (not supported: refused)", "PROFILE"),
+                 "AppArmor profile for the process", "PROFILE"),
              _TIMINGS),
             usage="exec [OPTIONS] CONTAINER-ID [COMMAND [ARG...]]"),
     Command("features", "print the features this runtime supports, as JSON (features.md)"),

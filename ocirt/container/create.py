@@ -119,6 +119,7 @@ def create(store: Store, plan: planning.ContainerPlan, foreground: bool = False)
         if stage1_pid == 0:
             channel.close()
             stage1(plan, child_end, ns_fds, listener, in_v2, me)
+        plan.cgroup.adopt(stage1_pid)  # systemd: the transient scope, with stage-1 in it
         child_end.close()
         if listener is not None:
             listener.close()

@@ -85,7 +85,7 @@ def recover(store: Store, container_id: str, err: ContainerNotFound | StateDamag
 
 def stop(state: ContainerState) -> None:
     """SIGKILL the container's process and everything in its cgroup; wait until gone."""
-    manager = cgroups.Manager.from_state(state.cgroup) if state.cgroup else None
+    manager = cgroups.load(state.cgroup) if state.cgroup else None
     pids = set(manager.pids()) if manager else set()
     if state.pid > 0 and state.current_status() is not Status.STOPPED:
         pids.add(state.pid)
@@ -128,6 +128,6 @@ def destroy(store: Store, state: ContainerState) -> None:
             log.current.warning("delete: mounts the container made in the runtime's mount "
                                 "namespace were left: " + "; ".join(problems))
     if state.cgroup:
-        cgroups.Manager.from_state(state.cgroup).destroy()
+        cgroups.load(state.cgroup).destroy()
     store.remove(state.id)
     hooks.run_hooks_warning(state.config, "poststop", state.hook_document(Status.STOPPED))

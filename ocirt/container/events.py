@@ -72,7 +72,7 @@ def events(store: Store, container_id: str, interval: float = 5.0, stats_only: b
         raise OcirtError(f"container with id {container_id} is not running")
     if not state.cgroup:
         raise OcirtError(f"container {container_id} has no cgroup to read{NO_CGROUP}")
-    manager = cgroups.Manager.from_state(state.cgroup)
+    manager = cgroups.load(state.cgroup)
     if stats_only:
         print(_line("stats", container_id, manager.stats()), file=out, flush=True)
         return

@@ -129,7 +129,7 @@ def exec_process(store: Store, container_id: str, process: dict[str, Any],
                 relay_end, console_sock = socket.socketpair()
         channel, child_end = Channel.pair()
         lap("plan: process, seccomp; namespace fds")
-        manager = cgroups.Manager.from_state(state.cgroup) if state.cgroup else None
+        manager = cgroups.load(state.cgroup) if state.cgroup else None
         stage1_pid, in_v2 = manager.fork_inside() if manager is not None else (os.fork(), False)
         if stage1_pid == 0:
             channel.close()
@@ -137,6 +137,8 @@ def exec_process(store: Store, container_id: str, process: dict[str, Any],
                 _join_cgroups(manager, in_v2, child_end, options.debug)
             _stage1(setup, child_end, ns_fds, root_fd, console_sock, process, options.debug,
                     timings)
+        if manager is not None:
+            manager.adopt(stage1_pid)
         child_end.close()
         namespaces.close_all(ns_fds)
         if root_fd is not None:
@@ -220,7 +222,7 @@ def _shared_root(pid: int, config: dict[str, Any]) -> int | None:
         raise OcirtError(f"exec: opening /proc/{pid}/root: {err.strerror}") from err
 
 
-def _join_cgroups(manager: cgroups.Manager, in_v2: bool, channel: Channel, debug: bool
+def _join_cgroups(manager: cgroups.CgroupDriver, in_v2: bool, channel: Channel, debug: bool
                   ) -> None:
     try:
         manager.join(in_v2)

@@ -57,10 +57,10 @@ def features() -> dict[str, Any]:
         "linux": {
             "namespaces": list(namespaces.NAMESPACES),
             "capabilities": _capabilities(),
-            "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False,
+            "cgroup": {"v1": True, "v2": True, "systemd": True, "systemdUser": True,
                        "rdma": False},
             "seccomp": _seccomp(),
-            "apparmor": {"enabled": False},
+            "apparmor": {"enabled": True},
             "selinux": {"enabled": False},
             "intelRdt": {"enabled": False},
             "mountExtensions": {"idmap": {"enabled": True}},

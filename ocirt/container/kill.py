@@ -38,11 +38,11 @@ def kill(store: Store, container_id: str, signum: int, all_processes: bool = Fal
             # A stopped container's init is gone, but without a pid namespace of its own its
             # children may live on in the cgroup: containerd's shim kills them this way.
             if status is Status.STOPPED:
-                _signal(cgroups.Manager.from_state(state.cgroup).pids(), signum)
+                _signal(cgroups.load(state.cgroup).pids(), signum)
                 return
             if not status.can_kill:
                 raise NotRunning()
-            signal_all(cgroups.Manager.from_state(state.cgroup), signum, state.pid)
+            signal_all(cgroups.load(state.cgroup), signum, state.pid)
             return
         if not status.can_kill:
             raise NotRunning()
@@ -54,7 +54,7 @@ def kill(store: Store, container_id: str, signum: int, all_processes: bool = Fal
         _signal([state.pid], signum)
 
 
-def signal_all(manager: cgroups.Manager, signum: int, init_pid: int) -> None:
+def signal_all(manager: cgroups.CgroupDriver, signum: int, init_pid: int) -> None:
     """Signal every process in the cgroup. The cgroup is frozen meanwhile (as runc does), so
     no process can fork a child that escapes the list; it is thawed after unless it was paused
     before, and always after SIGKILL, so a v1-frozen process can die."""

@@ -20,7 +20,7 @@ def pause(store: Store, container_id: str) -> None:
             raise NotRunning()
         if not state.cgroup:
             raise StateError(f"container {container_id} has no cgroup to freeze{NO_CGROUP}")
-        cgroups.Manager.from_state(state.cgroup).freeze()
+        cgroups.load(state.cgroup).freeze()
 
 
 def resume(store: Store, container_id: str) -> None:
@@ -28,4 +28,4 @@ def resume(store: Store, container_id: str) -> None:
         state = store.load(container_id)
         if not state.current_status().can_resume:
             raise StateError("container not paused")
-        cgroups.Manager.from_state(state.cgroup).thaw()
+        cgroups.load(state.cgroup).thaw()

@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from typing import Any
 
     from ocirt.linux import idmap
-    from ocirt.linux.cgroups.none import NoneManager
     from ocirt.timings import Timings
 
 
@@ -35,18 +34,18 @@ class Options:
     def __init__(self, pid_file: str | None = None, no_pivot: bool = False,
                  no_new_keyring: bool = False, preserve_fds: int = 0,
                  console_socket: str | None = None, debug: bool = False,
-                 timings: Timings | None = None) -> None:
+                 timings: Timings | None = None, cgroup_driver: str = "cgroupfs") -> None:
         self.pid_file, self.no_pivot, self.no_new_keyring = pid_file, no_pivot, no_new_keyring
         self.preserve_fds, self.console_socket, self.debug = preserve_fds, console_socket, debug
         self.timings = timings  # --timings: each process's phases (None: not measured)
+        self.cgroup_driver = cgroup_driver  # cgroupfs, systemd (--systemd-cgroup) or none
 
 
 class ContainerPlan:
     """Everything ``create`` will do, as data: built by ``build``, run by ``create``."""
 
     def __init__(self, container_id: str, bundle: str, rootfs: str, config: dict[str, Any],
-                 options: Options, namespaces: NamespacePlan,
-                 cgroup: cgroups.Manager | NoneManager,
+                 options: Options, namespaces: NamespacePlan, cgroup: cgroups.CgroupDriver,
                  cgroup_steps: list[Step], mount_steps: list[Step], root_steps: list[Step],
                  process: ProcessSetup | None, oom_score_adj: int | None,
                  net_devices: list[netdevices.NetDevice] | None = None,
@@ -110,7 +109,6 @@ def _noop() -> None:
 
 # Fields ocirt cannot honour: the spec says a runtime MUST error rather than ignore them.
 UNSUPPORTED = (
-    (("process", "apparmorProfile"), "AppArmor is not supported by ocirt (nor enabled here)"),
     (("process", "selinuxLabel"), "SELinux labels are not supported by ocirt"),
     (("linux", "mountLabel"), "SELinux mount labels are not supported by ocirt"),
     (("linux", "intelRdt"), "Intel RDT is not supported by ocirt"),
@@ -183,13 +181,13 @@ def build(container_id: str, bundle: str, config: dict[str, Any], options: Optio
 
     net_devices = netdevices.plan(linux, ns.has("network"))
     rootless = running_rootless()
-    full = cgroups.Manager(cgroups.discover(),
-                           cgroups.resolve_path(linux.get("cgroupsPath"), container_id))
-    manager: cgroups.Manager | NoneManager = full
-    if rootless:  # no cgroup the user may write: none (runc's rule; docs/rootless.md)
-        from ocirt.linux.cgroups import none
+    manager = cgroups.select(linux.get("cgroupsPath"), container_id, options.cgroup_driver,
+                             config.get("annotations") or {})
+    if rootless and manager.kind == "cgroupfs":  # no cgroup the user may write: none
+        from ocirt.linux.cgroups import none  # (runc's rule; docs/rootless.md)
 
-        manager = none.choose(full, rootless, linux.get("resources"))
+        assert isinstance(manager, cgroups.Manager)
+        manager = none.choose(manager, rootless, linux.get("resources"))
     cgroup_steps = manager.steps(linux.get("resources") or {}, linux.get("devices") or [])
 
     ctx = rootfs.RootContext(os.path.realpath(rootfs_path))
@@ -200,7 +198,7 @@ def build(container_id: str, bundle: str, config: dict[str, Any], options: Optio
 
     def cgroup_mount(ctx: rootfs.RootContext, mount: dict[str, Any],
                      parsed: rootfs.MountOptions) -> list[Step]:
-        return cgroups.mount_steps(manager, ctx, mount, parsed.flags)
+        return manager.mount_steps(ctx, mount, parsed.flags)
 
     mounts = config.get("mounts", [])
     if rootless or ns.has("user"):

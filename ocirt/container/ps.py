@@ -24,7 +24,7 @@ def container_pids(store: Store, container_id: str) -> list[int]:
         if state.current_status() is Status.STOPPED:
             return []
         return pid_namespace_members(state.pid)
-    return cgroups.Manager.from_state(state.cgroup).pids()
+    return cgroups.load(state.cgroup).pids()
 
 
 def ps(store: Store, container_id: str, fmt: str = "table", ps_args: list[str] | None = None

@@ -123,7 +123,7 @@ def update(store: Store, container_id: str, patch: dict[str, Any]) -> dict[str, 
         linux = state.config.setdefault("linux", {})
         merged = merge(linux.get("resources") or {}, patch)
         _check(merged)
-        cgroups.Manager.from_state(state.cgroup).update(merged)
+        cgroups.load(state.cgroup).update(merged)
         linux["resources"] = merged
         store.save(state)
         return merged

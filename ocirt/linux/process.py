@@ -87,6 +87,11 @@ class ProcessSetup:
         self.path = ""  # the program, found inside the container
         self.exec_fd = -1  # the sealed memfd the last execve goes through (see trampoline)
         self.attribute_steps = process_steps(process)  # ioPriority, scheduler
+        self.apparmor_profile: str | None = process.get("apparmorProfile") or None
+        if self.apparmor_profile:
+            from ocirt.linux import apparmor
+
+            apparmor.check(self.apparmor_profile)
         # linux.personality and linux.memoryPolicy, for exec'd processes
         self.personality: list[Step] = []
         # linux.seccomp, compiled (or taken from the cache) now, in the parent; loaded by
@@ -112,6 +117,10 @@ class ProcessSetup:
                        partial(_setrlimit, name, num, soft, hard), "rlimits")
                   for name, num, soft, hard in self.rlimits]
         steps += self.attribute_steps
+        if self.apparmor_profile:  # as runc: before no_new_privs and the identity change
+            from ocirt.linux import apparmor
+
+            steps += apparmor.steps(self.apparmor_profile)
         if self.no_new_privileges:
             steps.append(Step("prctl(PR_SET_NO_NEW_PRIVS, 1)",
                               lambda: sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1), "no_new_privs"))

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The cgroup v2 VM lane, part 2: run one command as root in a throw-away VM with pure cgroup v2.
 #
-#   scripts/vm/run.sh [--mem 2G] [--cpus N] [--timeout SECONDS] [--disk MB] [--rw DIR]... -- COMMAND...
+#   scripts/vm/run.sh [--init busybox|systemd] [--mem 2G] [--cpus N] [--timeout SECONDS]
+#                     [--disk MB] [--rw DIR]... -- COMMAND...
 #
+# --init systemd boots the host's systemd as PID 1 (ocirt.target: basic.target, dbus, logind),
+# and COMMAND runs in ocirt-job.service (guest/systemd/); the default is busybox's init.
 # Boots Debian's kernel (cached by setup.sh) under qemu with cgroup_no_v1=all. The guest's root is
 # the host's / (read-only over 9p, with a tmpfs overlay); the current directory and each --rw DIR
 # are shared read-write at the same paths. --disk attaches an empty raw disk of that many MB
@@ -10,7 +13,8 @@
 # environment; its stdout and stderr stream back, and its exit status is ours:
 #   124 the timeout hit (the VM was killed)     125 the VM failed (no exit status came back)
 # Env: OCIRT_VM_CACHE (default /var/cache/ocirt-vm), OCIRT_VM_JOBS (default /var/tmp/ocirt-vm),
-#      OCIRT_VM_KEEP=1 (keep the job directory), OCIRT_VM_ACCEL (tcg; kvm where it works).
+#      OCIRT_VM_KEEP=1 (keep the job directory), OCIRT_VM_ACCEL (tcg; kvm where it works),
+#      OCIRT_VM_DEBUG=1 (with --init systemd: systemd's status and log on the console).
 set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CACHE=${OCIRT_VM_CACHE:-/var/cache/ocirt-vm}
@@ -21,9 +25,11 @@ timeout=1800
 disk=0
 accel=${OCIRT_VM_ACCEL:-tcg}
 rwdirs=()
-usage() { sed -n '2,16s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 125; }
+init=busybox
+usage() { sed -n '2,20s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 125; }
 while [[ $# -gt 0 ]]; do
     case $1 in
+        --init) init=$2; shift 2 ;;
         --mem) mem=$2; shift 2 ;;
         --cpus) cpus=$2; shift 2 ;;
         --timeout) timeout=$2; shift 2 ;;
@@ -38,7 +44,22 @@ done
 say() { echo "vm-run: $*" >&2; }
 kernel=$CACHE/kernel/vmlinux
 [[ -f $kernel ]] || kernel=$CACHE/kernel/vmlinuz
-for f in "$kernel" "$CACHE/initramfs.img"; do
+case $init in
+    busybox) initrd=$CACHE/initramfs.img; boot="" ;;
+    systemd) initrd=$CACHE/initramfs-systemd.img
+             boot="systemd.unit=ocirt.target systemd.firstboot=0" ;;
+    *) say "--init: busybox or systemd, not $init"; exit 125 ;;
+esac
+verbosity="quiet loglevel=4"
+if [[ $init == systemd ]]; then
+    if [[ -n ${OCIRT_VM_DEBUG:-} ]]; then
+        verbosity="loglevel=6 systemd.show_status=1 systemd.log_level=info systemd.log_target=kmsg printk.devkmsg=on log_buf_len=8M"
+        OCIRT_VM_KEEP=1
+    else
+        verbosity="$verbosity systemd.show_status=error"
+    fi
+fi
+for f in "$kernel" "$initrd"; do
     [[ -f $f ]] || { say "missing $f: run $HERE/setup.sh first"; exit 125; }
 done
 command -v qemu-system-x86_64 >/dev/null || { say "qemu is missing: run $HERE/setup.sh"; exit 125; }
@@ -71,8 +92,8 @@ if [[ $accel == kvm ]]; then A=(-accel kvm -cpu host); else A=(-accel tcg,thread
 Q=(qemu-system-x86_64 -nodefaults -no-user-config -display none -monitor none
    -M q35 "${A[@]}" -smp "$cpus" -m "$mem" -no-reboot -nic none
    -pidfile "$job/qemu.pid"
-   -kernel "$kernel" -initrd "$CACHE/initramfs.img"
-   -append "console=ttyS0 quiet loglevel=4 mitigations=off panic=-1 oops=panic cgroup_no_v1=all systemd.unified_cgroup_hierarchy=1 random.trust_cpu=on ocirt.job=$job"
+   -kernel "$kernel" -initrd "$initrd"
+   -append "console=ttyS0 $verbosity mitigations=off panic=-1 oops=panic cgroup_no_v1=all systemd.unified_cgroup_hierarchy=1 random.trust_cpu=on $boot ocirt.job=$job"
    -serial "file:$job/console.log"
    -fsdev "local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap"
    -device "virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot"

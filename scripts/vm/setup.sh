@@ -9,6 +9,9 @@
 #   (also as an uncompressed ELF, which boots ~3 s faster under TCG) and the modules the guest
 #   needs (9p, virtio, overlay, virtio-blk) are kept
 # - the initramfs: busybox + guest/init + guest/stage2 + those modules; rebuilt when they change
+# - the systemd lane's initramfs (run.sh --init systemd): busybox + guest/init-systemd +
+#   guest/ocirt-job + guest/systemd/ (units, masks) + the same modules; and apparmor on the host
+#   (the guest's root), so the guest kernel has AppArmor on with apparmor_parser and profiles
 # Idempotent: with everything in place it takes well under a second.
 # Env: OCIRT_VM_CACHE (default /var/cache/ocirt-vm), OCIRT_VM_KERNEL_PKG to pin a kernel package.
 set -euo pipefail
@@ -23,6 +26,7 @@ need=()
 command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
 [[ -x /bin/busybox ]] && ! ldd /bin/busybox >/dev/null 2>&1 || need+=(busybox-static)
 command -v depmod >/dev/null && command -v modprobe >/dev/null || need+=(kmod)
+[[ -x /sbin/apparmor_parser ]] || need+=(apparmor)
 if [[ ${#need[@]} -gt 0 ]]; then
     say "installing ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -64,7 +68,7 @@ if [[ ! -f $CACHE/kernel/vmlinuz || ! -f $CACHE/kernel/modules.list ]]; then
     echo "$kver" > "$new/version"
     rm -rf "$CACHE/kernel"; mv "$new" "$CACHE/kernel"
     rm -rf "$tmp"; trap - EXIT
-    rm -f "$CACHE/initramfs.img"
+    rm -f "$CACHE/initramfs.img" "$CACHE/initramfs-systemd.img"
 fi
 
 # 3. the initramfs
@@ -76,6 +80,24 @@ if [[ ! -f $img || $HERE/guest/init -nt $img || $HERE/guest/stage2 -nt $img ]]; 
     cp /bin/busybox "$st/bin/busybox"
     install -m 0755 "$HERE/guest/init" "$st/init"
     install -m 0644 "$HERE/guest/stage2" "$st/stage2"
+    cp "$CACHE/kernel/modules/"*.ko "$st/modules/"
+    cp "$CACHE/kernel/modules.list" "$st/modules.list"
+    (cd "$st" && find . | /bin/busybox cpio -o -H newc 2>/dev/null | gzip -1 > "$img.new")
+    mv "$img.new" "$img"
+    rm -rf "$st"
+fi
+# 4. the systemd lane's initramfs
+img=$CACHE/initramfs-systemd.img
+newest=$(find "$HERE/guest/init-systemd" "$HERE/guest/ocirt-job" "$HERE/guest/systemd" -type f \
+         -newer "$img" 2>/dev/null | head -1 || true)
+if [[ ! -f $img || -n $newest ]]; then
+    say "building the systemd initramfs"
+    st=$(mktemp -d "$CACHE/ird.XXXXXX")
+    mkdir -p "$st/bin" "$st/modules" "$st/units"
+    cp /bin/busybox "$st/bin/busybox"
+    install -m 0755 "$HERE/guest/init-systemd" "$st/init"
+    install -m 0644 "$HERE/guest/ocirt-job" "$st/ocirt-job"
+    cp "$HERE/guest/systemd/"* "$st/units/"
     cp "$CACHE/kernel/modules/"*.ko "$st/modules/"
     cp "$CACHE/kernel/modules.list" "$st/modules.list"
     (cd "$st" && find . | /bin/busybox cpio -o -H newc 2>/dev/null | gzip -1 > "$img.new")

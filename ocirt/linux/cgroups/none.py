@@ -6,8 +6,8 @@ stays in the caller's; any resource limit it asks for is then an error naming th
 there is nowhere to write it. Where the user owns a delegated cgroup (v2 under the user's
 systemd session), ``choose`` keeps the ordinary manager and limits work there.
 
-``NoneManager`` has the methods of ``cgroups.Manager`` so that the lifecycle needs no special
-case: it makes nothing, adds no process anywhere, removes nothing, and what needs a cgroup
+``NoneManager`` is a cgroup driver (``driver.CgroupDriver``) so that the lifecycle needs no
+special case: it makes nothing, adds no process anywhere, removes nothing, and what needs a cgroup
 (pause, update, statistics) is an error that says why. Its hierarchies and directories are
 the caller's own cgroups: what a ``cgroup`` mount in the container shows (read-only binds,
 as runc shows a rootless container its cgroups).
@@ -18,7 +18,9 @@ from __future__ import annotations
 import os
 
 from ocirt.errors import ConfigError, UnsupportedError
-from ocirt.linux.cgroups import Hierarchy, Manager
+from ocirt.linux.cgroups.discovery import Hierarchy
+from ocirt.linux.cgroups.driver import CgroupDriver
+from ocirt.linux.cgroups.fs import Manager
 from ocirt.linux.plan import Step
 
 TYPE_CHECKING = False
@@ -34,8 +36,10 @@ NO_CGROUP = (": it was created rootless, where the user may not write the cgroup
              "get, so it has none (docs/rootless.md)")
 
 
-class NoneManager:
+class NoneManager(CgroupDriver):
     """The container has no cgroup: every operation that needs one says so."""
+
+    kind = "none"
 
     def __init__(self, hierarchies: list[Hierarchy], reason: str,
                  own_cgroups: str | None = None) -> None:
@@ -101,6 +105,16 @@ class NoneManager:
     def to_state(self) -> dict[str, Any]:
         # Empty: the lifecycle's "no cgroup" case (kill, delete, ps, events, pause, update).
         return {}
+
+    @classmethod
+    def from_state(cls, saved: dict[str, Any]) -> NoneManager:
+        return cls([], saved.get("reason", "the container's cgroup"))
+
+    def mount_steps(self, ctx: Any, mount: dict[str, Any], flags: int) -> list[Step]:
+        """The caller's own cgroups, bound read-only (as runc shows a rootless container)."""
+        from ocirt.linux.cgroups.mount import mount_steps
+
+        return mount_steps(self, ctx, mount, flags)
 
     def _refuse(self, what: str) -> UnsupportedError:
         return UnsupportedError(f"{what} needs the container's cgroup, and it has none: "
@@ -197,7 +211,7 @@ def writable(manager: Manager) -> str | None:
 
 
 def choose(manager: Manager, rootless: bool, resources: dict[str, Any] | None = None
-           ) -> Manager | NoneManager:
+           ) -> CgroupDriver:
     """The ordinary manager, unless a rootless runtime may not write its cgroups. In a cgroup
     delegated to the user, limits work but the device controller cannot be programmed without
     root: its rules are held to what a user namespace enforces anyway (see
@@ -212,3 +226,6 @@ def choose(manager: Manager, rootless: bool, resources: dict[str, Any] | None = 
         manager.device_cgroup = False
         return manager
     return NoneManager(manager.hierarchies, denied)
+
+
+DRIVER_CLASS = NoneManager

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 
 from ocirt.errors import ConfigError
-from ocirt.linux.cgroups import CgroupError, write_file
+from ocirt.linux.cgroups.files import CgroupError, write_file
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -79,6 +79,37 @@ class Custom(Op):
 
     def apply(self, directory: str) -> None:
         self.action(directory)
+
+
+class HierarchyDriver:
+    """What one cgroup version does in the directories of its hierarchy: the operations that
+    express linux.resources, what a new cgroup needs around its mkdir, the freezer. ``v1`` and
+    ``v2`` each have one (``DRIVER``); the manager asks the hierarchy for it, never the version."""
+
+    version: int
+
+    def ops(self, group: str, controller: str, resources: dict[str, Any],
+            devices: list[dict[str, Any]], update: bool) -> list[Op]:
+        raise NotImplementedError
+
+    def unified_op(self, key: str, value: str, mountpoint: str) -> Op:
+        """A linux.resources.unified entry (only v2 has them)."""
+        raise NotImplementedError
+
+    def prepare_parent(self, parent: str, wanted: frozenset[str]) -> None:
+        """Before a child of ``parent`` is made or written: hand ``wanted`` controllers down."""
+
+    def made(self, directory: str, controllers: frozenset[str]) -> None:
+        """Just after ``directory`` was made, before any task joins it."""
+
+    def freeze(self, directory: str) -> None:
+        raise NotImplementedError
+
+    def freeze_done(self, directory: str) -> bool:
+        raise NotImplementedError
+
+    def thaw(self, directory: str) -> None:
+        raise NotImplementedError
 
 
 # linux.resources, part by part, in the order the manager applies them.

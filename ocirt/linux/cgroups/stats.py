@@ -13,7 +13,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from ocirt.linux.cgroups import Manager
+    from ocirt.linux.cgroups.fs import Manager
 
 USER_HZ = 100
 NS = 1_000_000_000

@@ -13,11 +13,12 @@ import errno
 import os
 from _functools import partial  # functools.partial; functools imports collections (~2 ms)
 
-from ocirt.errors import ConfigError
-from ocirt.linux.cgroups import CgroupError, read_file, write_file
+from ocirt.errors import ConfigError, UnsupportedError
 from ocirt.linux.cgroups import devices as devrules
+from ocirt.linux.cgroups.files import CgroupError, read_file, write_file
 from ocirt.linux.cgroups.ops import (
     Custom,
+    HierarchyDriver,
     Op,
     Write,
     device_number,
@@ -292,3 +293,35 @@ def _network(controller: str, network: dict[str, Any]) -> list[Op]:
     return [Write("net_prio", "net_prio.ifpriomap", f"{p['name']} {p['priority']}",
                   f"linux.resources.network.priorities[{i}]")
             for i, p in enumerate(network.get("priorities") or [])]
+
+
+class V1Driver(HierarchyDriver):
+    """cgroup v1: one hierarchy per controller (or group of them); a new cpuset cgroup gets
+    its parent's cpus and mems; the freezer is freezer.state."""
+
+    version = 1
+
+    def ops(self, group: str, controller: str, resources: dict[str, Any],
+            devices: list[dict[str, Any]], update: bool) -> list[Op]:
+        return ops(group, controller, resources, devices, update)
+
+    def unified_op(self, key: str, value: str, mountpoint: str) -> Op:
+        raise UnsupportedError(
+            f"linux.resources.unified[{key!r}]: the {key.split('.', 1)[0]} controller is on "
+            f"cgroup v1 ({mountpoint}); unified keys need it on cgroup v2")
+
+    def made(self, directory: str, controllers: frozenset[str]) -> None:
+        if "cpuset" in controllers:
+            inherit_cpuset(directory)
+
+    def freeze(self, directory: str) -> None:
+        write_file(os.path.join(directory, "freezer.state"), "FROZEN")
+
+    def freeze_done(self, directory: str) -> bool:
+        return read_file(os.path.join(directory, "freezer.state")) == "FROZEN"
+
+    def thaw(self, directory: str) -> None:
+        write_file(os.path.join(directory, "freezer.state"), "THAWED")
+
+
+DRIVER = V1Driver()

@@ -17,9 +17,10 @@ import os
 from _functools import partial  # functools.partial; functools imports collections (~2 ms)
 
 from ocirt.errors import ConfigError, UnsupportedError
-from ocirt.linux.cgroups import CgroupError, read_file, write_file
+from ocirt.linux.cgroups.files import CgroupError, read_file, write_file
 from ocirt.linux.cgroups.ops import (
     Custom,
+    HierarchyDriver,
     Op,
     Write,
     device_number,
@@ -312,3 +313,33 @@ def enable_controllers(parent: str, wanted: frozenset[str]) -> None:
     write_file(os.path.join(parent, "cgroup.subtree_control"), text, "",
                "a cgroup v2 cgroup with processes in it cannot hand controllers down: use a "
                "cgroupsPath whose parent holds no process")
+
+
+class V2Driver(HierarchyDriver):
+    """cgroup v2: one hierarchy; a parent hands controllers down through
+    cgroup.subtree_control; the freezer is cgroup.freeze, done when cgroup.events says so."""
+
+    version = 2
+
+    def ops(self, group: str, controller: str, resources: dict[str, Any],
+            devices: list[dict[str, Any]], update: bool) -> list[Op]:
+        return ops(group, controller, resources, devices, update)
+
+    def unified_op(self, key: str, value: str, mountpoint: str) -> Op:
+        return unified_op(key, value)
+
+    def prepare_parent(self, parent: str, wanted: frozenset[str]) -> None:
+        if wanted:
+            enable_controllers(parent, wanted)
+
+    def freeze(self, directory: str) -> None:
+        write_file(os.path.join(directory, "cgroup.freeze"), "1")
+
+    def freeze_done(self, directory: str) -> bool:
+        return "frozen 1" in read_file(os.path.join(directory, "cgroup.events")).splitlines()
+
+    def thaw(self, directory: str) -> None:
+        write_file(os.path.join(directory, "cgroup.freeze"), "0")
+
+
+DRIVER = V2Driver()

@@ -1,0 +1,123 @@
+"""The cgroup driver interface: what the container lifecycle asks of a container's cgroup.
+
+A driver places the container's cgroup, expresses linux.resources there, moves processes in,
+freezes and thaws them, lists them, applies ``update``, reads statistics and removes what it
+made. Three implementations: ``cgroupfs`` (``fs.Manager``: directories made and written by
+ocirt in every hierarchy, v1, v2 or hybrid), ``systemd`` (a transient scope made by systemd
+over D-Bus, then written as cgroupfs writes v2) and ``none`` (no cgroup at all, for a rootless
+container without a delegated one). A driver saves itself into the container's state
+(``to_state``, with its ``driver`` name) and ``load`` brings the right one back, importing
+only that driver's module.
+"""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from ocirt.linux.cgroups.discovery import Hierarchy
+    from ocirt.linux.plan import Step
+
+# driver name -> the module that holds its class (``DRIVER_CLASS``), imported on demand
+MODULES = {"cgroupfs": "ocirt.linux.cgroups.fs", "systemd": "ocirt.linux.cgroups.systemd",
+           "none": "ocirt.linux.cgroups.none"}
+
+
+class CgroupDriver:
+    """The container's cgroup, however it is made."""
+
+    kind = ""
+    path = ""
+    hierarchies: list[Hierarchy]
+    dirs: dict[str, str]  # hierarchy name -> the container's cgroup directory in it
+
+    @property
+    def pure_v2(self) -> bool:
+        """One unified hierarchy (a ``cgroup`` mount is then cgroup2 itself)."""
+        from ocirt.linux.cgroups.discovery import pure_v2
+
+        return pure_v2(self.hierarchies)
+
+    def steps(self, resources: dict[str, Any], devices: list[dict[str, Any]] | None = None
+              ) -> list[Step]:
+        """What ``create`` does before it forks, as plan steps."""
+        raise NotImplementedError
+
+    def add(self, pid: int) -> None:
+        """Put ``pid`` (stage-1, or an exec'd process) into the container's cgroup."""
+        raise NotImplementedError
+
+    def fork_inside(self) -> tuple[int, bool]:
+        """``os.fork()``; (pid, whether the child was born inside the container's cgroup2
+        directory). A driver that can, forks straight into it (clone3 CLONE_INTO_CGROUP)."""
+        import os
+
+        return os.fork(), False
+
+    def join(self, in_v2: bool = False) -> None:
+        """In the child ``fork_inside`` made, first thing: move itself into the container's
+        cgroup (``in_v2``: it was born in the cgroup2 directory). Nothing by default: the
+        parent's ``adopt`` places it."""
+
+    def adopt(self, pid: int) -> None:
+        """In the parent, right after ``fork_inside`` and before any message to the child:
+        the parent's part of placing it. Nothing by default: the child joins itself."""
+
+    def missing_dirs(self) -> list[str]:
+        """The cgroup directories ``steps`` will make (create records them first, so that a
+        create killed at any moment leaves nothing ``delete --force`` cannot find)."""
+        return []
+
+    def update(self, resources: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def pids(self) -> list[int]:
+        raise NotImplementedError
+
+    def frozen(self) -> bool:
+        raise NotImplementedError
+
+    def freeze(self, timeout: float = 10.0) -> None:
+        raise NotImplementedError
+
+    def thaw(self) -> None:
+        raise NotImplementedError
+
+    def thaw_if_frozen(self) -> None:
+        """Thaw a frozen container (so killed v1-frozen processes can die); never fails."""
+        from ocirt.errors import OcirtError
+
+        try:
+            if self.frozen():
+                self.thaw()
+        except OcirtError:
+            pass
+
+    def stats(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def oom_kills(self) -> int:
+        raise NotImplementedError
+
+    def destroy(self, timeout: float = 5.0) -> None:
+        """Remove what this driver made; nothing of the container's cgroup is left."""
+        raise NotImplementedError
+
+    def to_state(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def mount_steps(self, ctx: Any, mount: dict[str, Any], flags: int) -> list[Step]:
+        """A ``cgroup`` mount in the container: what it shows of the container's cgroup."""
+        raise NotImplementedError
+
+
+def load(saved: dict[str, Any]) -> CgroupDriver:
+    """The driver a container's state was saved by (state written before drivers had names
+    is cgroupfs)."""
+    from importlib import import_module
+
+    kind = saved.get("driver", "cgroupfs")
+    cls: Any = import_module(MODULES[kind]).DRIVER_CLASS
+    driver: CgroupDriver = cls.from_state(saved)
+    return driver
