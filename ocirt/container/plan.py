@@ -194,6 +194,10 @@ def build(container_id: str, bundle: str, config: dict[str, Any], options: Optio
 
     ctx = rootfs.RootContext(os.path.realpath(rootfs_path))
     if own_mount_ns:
+        if options.no_pivot and rootfs.root_propagation_is_private(
+                linux.get("rootfsPropagation")):
+            raise ConfigError("$.linux.rootfsPropagation", "[r]private is not safe with "
+                              "--no-pivot (as runc refuses it)")
         mount_steps = rootfs.prepare_steps(ctx, linux.get("rootfsPropagation"))
     else:
         mount_steps = rootfs.shared_namespace_steps(ctx, bool(root.get("readonly")))
