@@ -84,7 +84,8 @@ def _options(globals_: dict[str, Any], values: dict[str, Any], timings: Any = No
                    no_new_keyring=bool(values.get("no_new_keyring")),
                    preserve_fds=int(values.get("preserve_fds") or 0),
                    console_socket=values.get("console_socket"),
-                   debug=bool(globals_.get("debug")), timings=timings)
+                   debug=bool(globals_.get("debug")), timings=timings,
+                   pidfd_socket=values.get("pidfd_socket"))
 
 
 def _timings(values: dict[str, Any]) -> Any:
@@ -245,7 +246,9 @@ def cmd_exec(store: Store, globals_: dict[str, Any], values: dict[str, Any]) -> 
                                     pid_file=values.get("pid_file"),
                                     console_socket=values.get("console_socket"),
                                     preserve_fds=int(values.get("preserve_fds") or 0),
-                                    debug=bool(globals_.get("debug")), timings=timings)
+                                    debug=bool(globals_.get("debug")), timings=timings,
+                                    pidfd_socket=values.get("pidfd_socket"),
+                                    cgroups=values.get("cgroup") or [])
     status = executing.exec_process(store, values["container_id"], process, options)
     _report(timings, "exec", globals_)
     return status

@@ -56,8 +56,10 @@ _CONSOLE = Opt(("--console-socket",), "console_socket", "str", None,
 _TIMINGS = Opt(("--timings",), "timings",
                help="print where the time went, phase by phase and process by process, on "
                "stderr (JSON lines with --log-format json)")
+_PIDFD = Opt(("--pidfd-socket",), "pidfd_socket", "str", None,
+             "unix socket to receive a pidfd of the container's process (SCM_RIGHTS)", "PATH")
 _BUILD_OPTS = (
-    _BUNDLE, _CONSOLE, _PID_FILE,
+    _BUNDLE, _CONSOLE, _PIDFD, _PID_FILE,
     Opt(("--no-pivot",), "no_pivot", help="use MS_MOVE and chroot instead of pivot_root"),
     Opt(("--no-new-keyring",), "no_new_keyring",
         help="do not create a new session keyring for the container"),
@@ -138,7 +140,11 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
                  "process.json: the whole process object (instead of COMMAND and flags)",
                  "FILE"),
              Opt(("--detach", "-d"), "detach", help="return once the process runs"),
-             _PID_FILE, _CONSOLE,
+             _PID_FILE, _CONSOLE, _PIDFD,
+             Opt(("--cgroup",), "cgroup", "multi", None,
+                 "run the process in an existing sub-cgroup of the container's: PATH, or "
+                 "CONTROLLER[,CONTROLLER]:PATH on cgroup v1 (repeatable)",
+                 "[CONTROLLER:]PATH"),
              Opt(("--tty", "-t"), "tty", help="give the process a terminal"),
              Opt(("--cwd",), "cwd", "str", None, "working directory in the container", "DIR"),
              Opt(("--env", "-e"), "env", "multi", None, "add an environment variable",

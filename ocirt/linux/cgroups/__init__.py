@@ -340,6 +340,9 @@ class Manager:
 
     # --- processes ------------------------------------------------------------------------
 
+    def has_v2(self) -> bool:
+        return any(h.version == 2 for h in self.hierarchies)
+
     def fork_inside(self) -> tuple[int, bool]:
         """``os.fork()``, its child born in the container's cgroup2 directory if there is one
         (clone3 CLONE_INTO_CGROUP: nothing to move later); (pid, whether it was). Where the
