@@ -82,7 +82,8 @@ CGROUP_COMMANDS = (
     Command("resume", "thaw a paused container", (_ID,)),
     Command("update", "change the resources of a running container", (_ID,), (
         _value(("--resources", "-r"), "resources", "a linux.resources JSON document, from "
-               "FILE or - (standard input)", "FILE"),
+               "FILE or - (standard input); per-device blockIO entries update the "
+               "container's entry for that device or add one", "FILE"),
         _value(("--blkio-weight",), "blkio_weight", "block IO weight (10-1000)"),
         _value(("--cpu-period",), "cpu_period", "CFS period (microseconds)"),
         _value(("--cpu-quota",), "cpu_quota", "CFS quota per period (microseconds; -1: none)"),

@@ -16,6 +16,7 @@ import shutil
 import signal
 import socket
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -66,7 +67,7 @@ def listener():
 
 
 def pid_of_pidfd(fd: int) -> int:
-    for line in open(f"/proc/self/fdinfo/{fd}"):
+    for line in Path(f"/proc/self/fdinfo/{fd}").read_text().splitlines():
         if line.startswith("Pid:"):
             return int(line.split()[1])
     raise AssertionError(f"fd {fd} is not a pidfd")
