@@ -4,7 +4,9 @@ The container never inherits the runtime's own affinity (``taskset -c 1 ocirt ru
 process is in the container's cgroups, its mask is reset to every possible CPU, which the
 kernel narrows to the cgroup's cpuset. ``process.execCPUAffinity`` (runtime-spec 1.2) is for
 ``exec``: ``initial`` is the mask of the runtime's child before it joins the container's
-cgroup, ``final`` the process's mask once it is in it (without ``final`` it keeps ``initial``).
+cgroup, ``final`` the process's mask once it is in it (without ``final`` it keeps ``initial``,
+unless joining the cgroup resets it: a cgroup v2 cpuset does, for a task born in it with clone3
+CLONE_INTO_CGROUP or moved into it, in runc as in ocirt).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from .cgroup_support import SLOW, start
+from .cgroup_support import SLOW, V2, start
 from .feature_support import status_of
 from .support import ROOT_MARKS, assert_nothing_left, requires_ocirt, wait_for
 
@@ -76,7 +76,10 @@ def test_the_cpuset_bounds_the_reset(rt, make_config, bundle, tmp_path):
 
 @pytest.mark.parametrize("wanted,expected", [
     ({"initial": "1", "final": "0"}, {0}),
-    ({"initial": "1"}, {1}),  # no final: the process keeps the initial mask
+    # no final: the process keeps the initial mask, unless joining the cgroup resets it (a v2
+    # cpuset does, for a task born in it or moved into it; runc's own test checks only the
+    # mask of its child before the join)
+    ({"initial": "1"}, ONLINE if V2 else {1}),
     ({"final": "1"}, {1}),
     ({"initial": "", "final": ""}, ONLINE),  # empty lists: as if not set
 ], ids=["initial+final", "initial", "final", "empty"])
