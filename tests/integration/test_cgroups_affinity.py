@@ -61,7 +61,7 @@ def test_create_does_not_pass_the_runtime_affinity_on(rt, make_config, bundle, t
           timeout=10 * SLOW)
     pid = rt.state(cid)["pid"]
     assert allowed(pid) == ONLINE, "init was created with the runtime's mask"
-    rt.ok("start", cid, preexec_fn=_on_cpu(0))
+    rt.ok("start", cid, preexec_fn=_on_cpu(0), timeout=10 * SLOW)
     assert allowed(pid) == ONLINE
     # exec, started by a runtime pinned to CPU 1, without execCPUAffinity: every CPU too
     assert allowed(_exec_detached(rt, cid, tmp_path, pinned_to=1)) == ONLINE
@@ -110,7 +110,7 @@ def test_exec_process_file_has_its_own(rt, make_config, bundle, tmp_path):
 def test_bad_cpu_list_is_refused_at_create(rt, make_config, bundle, field, value):
     config = make_config(["true"], process__execCPUAffinity={field: value})
     cid = rt.new_id("bad")
-    result = rt.fails("create", "--bundle", str(bundle(config)), cid)
+    result = rt.fails("create", "--bundle", str(bundle(config)), cid, timeout=10 * SLOW)
     assert f"$.process.execCPUAffinity.{field}" in result.stderr, result
     assert_nothing_left(rt, cid)
 
@@ -118,9 +118,10 @@ def test_bad_cpu_list_is_refused_at_create(rt, make_config, bundle, field, value
 def test_final_outside_the_cpuset_fails_the_exec(rt, make_config, bundle, tmp_path):
     c = start(rt, make_config, bundle, resources={"cpu": {"cpus": "0"}},
               process__execCPUAffinity={"final": "1"})
-    result = rt.fails("exec", c.cid, "true")
+    result = rt.fails("exec", c.cid, "true", timeout=10 * SLOW)
     assert "$.process.execCPUAffinity.final" in result.stderr
     assert "sched_setaffinity" in result.stderr and "EINVAL" in result.stderr, result
     # nothing of the failed exec is left in the container
-    wait_for(lambda: rt.ok("ps", "--format", "json", c.cid).stdout.strip() == f"[{c.pid}]",
-             5 * SLOW, what="only init in the container")
+    wait_for(lambda: rt.ok("ps", "--format", "json", c.cid,
+                           timeout=10 * SLOW).stdout.strip() == f"[{c.pid}]",
+             10 * SLOW, what="only init in the container")

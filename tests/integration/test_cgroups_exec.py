@@ -46,8 +46,9 @@ def exec_detached(rt, cid, tmp_path, *options, name="exec", **kwargs):
 
 
 def only_init_left(rt, c) -> None:
-    wait_for(lambda: json.loads(rt.ok("ps", "--format", "json", c.cid).stdout) == [c.pid],
-             5 * SLOW, what="only init in the container")
+    wait_for(lambda: json.loads(rt.ok("ps", "--format", "json", c.cid,
+                                      timeout=10 * SLOW).stdout) == [c.pid],
+             10 * SLOW, what="only init in the container")
 
 
 # --- exec --cgroup ----------------------------------------------------------------------------
