@@ -22,9 +22,9 @@ pytestmark = [*ROOT_MARKS, requires_ocirt]
 MB = 1 << 20
 
 
-def _devices() -> list[dict[str, int]]:
-    """Two block devices (loop devices first; the VM lane has its scratch disk and loops
-    where the kernel has them); the test is skipped with fewer."""
+def _devices(needed: int = 2) -> list[dict[str, int]]:
+    """Block devices (loop devices first; the VM lane has its scratch disk, and loops where
+    the kernel has them); the test is skipped with fewer than ``needed``."""
     names = sorted(os.listdir("/sys/block"), key=lambda n: (not n.startswith("loop"), n))
     found = []
     for name in names:
@@ -32,9 +32,9 @@ def _devices() -> list[dict[str, int]]:
             continue
         major, minor = Path(f"/sys/block/{name}/dev").read_text().strip().split(":")
         found.append({"major": int(major), "minor": int(minor)})
-    if len(found) < 2:
-        pytest.skip(f"needs two block devices, this machine has {len(found)}")
-    return found[:2]
+    if len(found) < needed:
+        pytest.skip(f"needs {needed} block devices, this machine has {len(found)}")
+    return found[:needed]
 
 
 def _limits(pid: int) -> dict[str, dict[str, str]]:
@@ -88,10 +88,25 @@ def test_per_device_limits_are_upserted(rt, make_config, bundle, tmp_path):
     assert _limits(c.pid)[dev0]["rbps"] == str(4 * MB)
 
 
+def test_one_device_across_lists(rt, make_config, bundle, tmp_path):
+    """One device (all the VM lane may have): a limit in another list is added, a changed
+    one is updated, the others stay."""
+    (zero,) = _devices(1)
+    dev0 = f"{zero['major']}:{zero['minor']}"
+    c = start(rt, make_config, bundle,
+              {"blockIO": {"throttleReadBpsDevice": [{**zero, "rate": MB}]}})
+    assert _update(rt, c.cid, tmp_path,
+                   {"throttleWriteIOPSDevice": [{**zero, "rate": 300}]}).returncode == 0
+    assert _limits(c.pid) == {dev0: {"rbps": str(MB), "wiops": "300"}}
+    assert _update(rt, c.cid, tmp_path,
+                   {"throttleReadBpsDevice": [{**zero, "rate": 4 * MB}]}).returncode == 0
+    assert _limits(c.pid) == {dev0: {"rbps": str(4 * MB), "wiops": "300"}}
+
+
 def test_per_device_weight_or_a_clear_error(rt, make_config, bundle, tmp_path):
     """Where the kernel has a per-device weight file (BFQ, or v2's io.weight), the weight is
     written; where it has none, the error names the field (this host has neither)."""
-    zero = _devices()[0]
+    zero = _devices(1)[0]
     c = start(rt, make_config, bundle)
     result = _update(rt, c.cid, tmp_path, {"weightDevice": [{**zero, "weight": 500}]})
     device = f"{zero['major']}:{zero['minor']}"
