@@ -3,8 +3,8 @@
 - ``exec --cgroup`` (runc 1.1): an exec'd process may go to an existing sub-cgroup of the
   container's. ``sub_paths`` reads runc's argument forms: ``controller[,controller...]:path``
   (cgroup v1, repeatable) or one plain ``path`` (any hierarchy; on cgroup v2 the only form).
-- ``cgroup_fd``: the directory fd ``clone3(CLONE_INTO_CGROUP)`` takes, so the exec'd process
-  is born in the container's cgroup on v2 (runc 1.4).
+- The exec'd process is born in the cgroup2 directory ``exec_dirs`` names (clone3
+  CLONE_INTO_CGROUP, ``Manager.fork_inside``; runc 1.4), so a sub-cgroup works there too.
 - ``kill_all``: ``cgroup.kill`` (cgroup v2, Linux 5.14) kills every process of the cgroup and
   its descendants in one write, forks in flight included (runc 1.2).
 
@@ -80,17 +80,6 @@ def exec_dirs(manager: Manager, subs: dict[str, str]) -> dict[str, str]:
         if path != manager.dirs[name] and not os.path.isdir(path):
             raise OcirtError(f"exec --cgroup: sub-cgroup {path} does not exist")
     return dirs
-
-
-def cgroup_fd(manager: Manager, dirs: dict[str, str]) -> int | None:
-    """An O_PATH fd on the v2 directory for clone3(CLONE_INTO_CGROUP), on a pure v2 host
-    (on v1 or hybrid hosts the v1 hierarchies need a cgroup.procs write anyway)."""
-    if not manager.pure_v2 or "unified" not in dirs:
-        return None
-    try:
-        return os.open(dirs["unified"], os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError as err:
-        raise OcirtError(f"opening cgroup {dirs['unified']}: {err.strerror}") from err
 
 
 def kill_all(manager: Manager) -> bool:
