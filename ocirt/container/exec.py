@@ -163,7 +163,10 @@ def exec_process(store: Store, container_id: str, process: dict[str, Any],
         pid = 0
         lap("fork stage-1")
         try:
-            channel.send("go")
+            try:
+                channel.send("go")
+            except OcirtError:
+                pass  # stage-1 failed first (a cgroup join, the CPU mask): its error follows
             # the process's --timings message can overtake stage-1's {"pid"}
             message = channel.expect("pid", "exec: forking the process", later=("timings",))
             pid = message["pid"]
