@@ -82,7 +82,8 @@ def _options(globals_: dict[str, Any], values: dict[str, Any], timings: Any = No
                    preserve_fds=int(values.get("preserve_fds") or 0),
                    console_socket=values.get("console_socket"),
                    debug=bool(globals_.get("debug")), timings=timings,
-                   cgroup_driver="systemd" if globals_.get("systemd_cgroup") else "cgroupfs")
+                   cgroup_driver="systemd" if globals_.get("systemd_cgroup") else "cgroupfs",
+                   pidfd_socket=values.get("pidfd_socket"))
 
 
 def _timings(values: dict[str, Any]) -> Any:
@@ -244,7 +245,9 @@ def cmd_exec(store: Store, globals_: dict[str, Any], values: dict[str, Any]) -> 
                                     pid_file=values.get("pid_file"),
                                     console_socket=values.get("console_socket"),
                                     preserve_fds=int(values.get("preserve_fds") or 0),
-                                    debug=bool(globals_.get("debug")), timings=timings)
+                                    debug=bool(globals_.get("debug")), timings=timings,
+                                    pidfd_socket=values.get("pidfd_socket"),
+                                    cgroups=values.get("cgroup") or [])
     status = executing.exec_process(store, values["container_id"], process, options)
     _report(timings, "exec", globals_)
     return status

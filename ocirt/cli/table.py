@@ -57,8 +57,10 @@ _CONSOLE = Opt(("--console-socket",), "console_socket", "str", None,
 _TIMINGS = Opt(("--timings",), "timings",
                help="print where the time went, phase by phase and process by process, on "
                "stderr (JSON lines with --log-format json)")
+_PIDFD = Opt(("--pidfd-socket",), "pidfd_socket", "str", None,
+             "unix socket to receive a pidfd of the container's process (SCM_RIGHTS)", "PATH")
 _BUILD_OPTS = (
-    _BUNDLE, _CONSOLE, _PID_FILE,
+    _BUNDLE, _CONSOLE, _PIDFD, _PID_FILE,
     Opt(("--no-pivot",), "no_pivot", help="use MS_MOVE and chroot instead of pivot_root"),
     Opt(("--no-new-keyring",), "no_new_keyring",
         help="do not create a new session keyring for the container"),
@@ -81,7 +83,8 @@ CGROUP_COMMANDS = (
     Command("resume", "thaw a paused container", (_ID,)),
     Command("update", "change the resources of a running container", (_ID,), (
         _value(("--resources", "-r"), "resources", "a linux.resources JSON document, from "
-               "FILE or - (standard input)", "FILE"),
+               "FILE or - (standard input); per-device blockIO entries update the "
+               "container's entry for that device or add one", "FILE"),
         _value(("--blkio-weight",), "blkio_weight", "block IO weight (10-1000)"),
         _value(("--cpu-period",), "cpu_period", "CFS period (microseconds)"),
         _value(("--cpu-quota",), "cpu_quota", "CFS quota per period (microseconds; -1: none)"),
@@ -139,7 +142,11 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
                  "process.json: the whole process object (instead of COMMAND and flags)",
                  "FILE"),
              Opt(("--detach", "-d"), "detach", help="return once the process runs"),
-             _PID_FILE, _CONSOLE,
+             _PID_FILE, _CONSOLE, _PIDFD,
+             Opt(("--cgroup",), "cgroup", "multi", None,
+                 "run the process in an existing sub-cgroup of the container's: PATH, or "
+                 "CONTROLLER[,CONTROLLER]:PATH on cgroup v1 (repeatable)",
+                 "[CONTROLLER:]PATH"),
              Opt(("--tty", "-t"), "tty", help="give the process a terminal"),
              Opt(("--cwd",), "cwd", "str", None, "working directory in the container", "DIR"),
              Opt(("--env", "-e"), "env", "multi", None, "add an environment variable",

@@ -89,6 +89,7 @@ def create(store: Store, plan: planning.ContainerPlan, foreground: bool = False)
         state.cgroup["created"] = plan.cgroup.missing_dirs()
     channel: Channel | None = None
     relay_end: socket.socket | None = None
+    pidfd_sock: socket.socket | None = None
     stage1_pid = init_pid = 0
     try:
         # From here on `delete --force` can undo whatever happens to us.
@@ -98,6 +99,10 @@ def create(store: Store, plan: planning.ContainerPlan, foreground: bool = False)
         lap("cgroups: make, write limits")
         for mapped in plan.idmapped:  # detached idmapped mounts, for init to attach
             mapped.prepare()
+        if plan.options.pidfd_socket:
+            from ocirt.linux import pidfd
+
+            pidfd_sock = pidfd.connect(plan.options.pidfd_socket)
         ns_fds = namespaces.open_namespaces(plan.namespaces)
         # `run` in the foreground starts init over the sync channel, so init needs no start
         # socket, and it exits if that runtime dies before starting it (nobody else could).
@@ -165,6 +170,9 @@ def create(store: Store, plan: planning.ContainerPlan, foreground: bool = False)
         lap("reap stage-1")
         if plan.options.timings is not None:
             plan.options.timings.merge(message.get("timings"))
+        if pidfd_sock is not None:
+            pidfd.send(pidfd_sock, init_pid, "standard")
+            pidfd_sock.close()
 
         state.pid_start = _start_time(init_pid, "the container's init exited during create")
         if mounts_before is not None:
@@ -185,6 +193,8 @@ def create(store: Store, plan: planning.ContainerPlan, foreground: bool = False)
             channel.close()
         if relay_end is not None:
             relay_end.close()
+        if pidfd_sock is not None:
+            pidfd_sock.close()
         try:
             if mounts_before is not None:
                 _detach_mounts(hostmounts.made_since(mounts_before, plan.rootfs))

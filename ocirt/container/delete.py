@@ -19,6 +19,7 @@ from ocirt.container import hooks
 from ocirt.container.state import ContainerState, Status, Store
 from ocirt.errors import ContainerNotFound, StateDamaged, StateError
 from ocirt.linux import cgroups
+from ocirt.linux.cgroups import placement
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -87,9 +88,13 @@ def stop(state: ContainerState) -> None:
     """SIGKILL the container's process and everything in its cgroup; wait until gone."""
     manager = cgroups.load(state.cgroup) if state.cgroup else None
     pids = set(manager.pids()) if manager else set()
+    # cgroup v2: cgroup.kill takes them all in one write, forks in flight included
+    by_cgroup = manager is not None and bool(pids) and placement.kill_all(manager)
+    targets = set() if by_cgroup else set(pids)
     if state.pid > 0 and state.current_status() is not Status.STOPPED:
         pids.add(state.pid)
-    for pid in pids:
+        targets.add(state.pid)
+    for pid in targets:
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:

@@ -28,8 +28,9 @@ import os
 from ocirt.container.state import Status, Store, write_pid_file
 from ocirt.container.sync import Channel, child_failed, lapper, reap, run_steps
 from ocirt.errors import ConfigError, OcirtError, StateError
-from ocirt.linux import cgroups, namespaces
+from ocirt.linux import affinity, cgroups, namespaces, pidfd
 from ocirt.linux import syscalls as sc
+from ocirt.linux.cgroups import placement
 from ocirt.linux.process import ProcessSetup, close_extra_fds
 from ocirt.linux.process_attrs import memory_policy_steps, personality_steps
 
@@ -43,10 +44,14 @@ if TYPE_CHECKING:
 class ExecOptions:
     def __init__(self, detach: bool = False, pid_file: str | None = None,
                  console_socket: str | None = None, preserve_fds: int = 0,
-                 debug: bool = False, timings: Timings | None = None) -> None:
+                 debug: bool = False, timings: Timings | None = None,
+                 pidfd_socket: str | None = None, cgroups: list[str] | None = None
+                 ) -> None:
         self.detach, self.pid_file, self.console_socket = detach, pid_file, console_socket
         self.preserve_fds, self.debug = preserve_fds, debug
         self.timings = timings  # --timings (see ocirt.timings)
+        self.pidfd_socket = pidfd_socket
+        self.cgroups = cgroups or []  # --cgroup: sub-cgroups (ocirt.linux.cgroups.placement)
 
 
 def process_from_file(path: str) -> dict[str, Any]:
@@ -118,6 +123,13 @@ def exec_process(store: Store, container_id: str, process: dict[str, Any],
         status = state.current_status()
         if status not in (Status.CREATED, Status.RUNNING):
             raise StateError(f"cannot exec in a container that is {status.value}")
+        initial, final = _exec_affinity(process, state.config)
+        manager = cgroups.load(state.cgroup) if state.cgroup else None
+        if manager is None and options.cgroups:
+            raise OcirtError("exec --cgroup: the container has no cgroup")
+        dirs = (placement.exec_dirs(manager, placement.sub_paths(options.cgroups))
+                if manager is not None else None)
+        pidfd_sock = pidfd.connect(options.pidfd_socket) if options.pidfd_socket else None
         ns_fds = _container_namespaces(state.pid, state.config)
         root_fd = _shared_root(state.pid, state.config)
         console_sock: socket.socket | None = None
@@ -129,12 +141,17 @@ def exec_process(store: Store, container_id: str, process: dict[str, Any],
                 relay_end, console_sock = socket.socketpair()
         channel, child_end = Channel.pair()
         lap("plan: process, seccomp; namespace fds")
-        manager = cgroups.load(state.cgroup) if state.cgroup else None
-        stage1_pid, in_v2 = manager.fork_inside() if manager is not None else (os.fork(), False)
+        if manager is not None and dirs is not None:
+            manager.dirs = dirs  # exec --cgroup: the sub-cgroups to join
+        stage1_pid, in_v2 = _fork_with_mask(manager, initial)
+        if stage1_pid and manager is not None and manager.has_v2():
+            _debug(f"exec: stage-1 {stage1_pid} " + (
+                "born in its cgroup (clone3 CLONE_INTO_CGROUP)" if in_v2 else
+                "from a plain fork (clone3 CLONE_INTO_CGROUP refused): it joins cgroup.procs"))
         if stage1_pid == 0:
             channel.close()
             if manager is not None:  # first, with the host's credentials (see create)
-                _join_cgroups(manager, in_v2, child_end, options.debug)
+                _join_cgroups(manager, in_v2, child_end, options.debug, initial, final)
             _stage1(setup, child_end, ns_fds, root_fd, console_sock, process, options.debug,
                     timings)
         if manager is not None:
@@ -148,13 +165,22 @@ def exec_process(store: Store, container_id: str, process: dict[str, Any],
         pid = 0
         lap("fork stage-1")
         try:
-            channel.send("go")
+            try:
+                channel.send("go")
+            except OcirtError:
+                pass  # stage-1 failed first (a cgroup join, the CPU mask): its error follows
             # the process's --timings message can overtake stage-1's {"pid"}
             message = channel.expect("pid", "exec: forking the process", later=("timings",))
             pid = message["pid"]
             lap("sync wait: stage-1 joins the namespaces, forks the process")
             reap(stage1_pid)
             lap("reap stage-1")
+            if pidfd_sock is not None:
+                try:
+                    pidfd.send(pidfd_sock, pid, "setns")
+                except OcirtError:
+                    _kill(pid)
+                    raise
             # end-of-file once it has exec'd
             reply = channel.early.pop(0) if channel.early else channel.recv()
             if timings is not None:
@@ -168,6 +194,8 @@ def exec_process(store: Store, container_id: str, process: dict[str, Any],
                 raise OcirtError(reply["msg"])
             master = console.recv_fd(relay_end) if relay_end is not None else None
         except BaseException:
+            if not pid:  # stage-1 still waits for "go" (a failed cgroup join or CPU mask)
+                _kill(stage1_pid)
             reap(stage1_pid)
             if pid:
                 reap(pid)
@@ -176,6 +204,8 @@ def exec_process(store: Store, container_id: str, process: dict[str, Any],
             channel.close()
             if relay_end is not None:
                 relay_end.close()
+            if pidfd_sock is not None:
+                pidfd_sock.close()
         if options.pid_file:
             write_pid_file(options.pid_file, pid)
     lap("pid file, unlock")
@@ -189,6 +219,45 @@ def exec_process(store: Store, container_id: str, process: dict[str, Any],
         if master is not None:
             os.close(master)
         lap("the process runs, exits")
+
+
+def _exec_affinity(process: dict[str, Any], config: dict[str, Any]
+                   ) -> tuple[affinity.Mask | None, affinity.Mask | None]:
+    """The exec'd process's execCPUAffinity, else the container's (as runc: --process FILE
+    without one keeps the container's)."""
+    if process.get("execCPUAffinity"):
+        return affinity.exec_masks(process)
+    return affinity.exec_masks(config.get("process") or {})
+
+
+def _fork_with_mask(manager: cgroups.CgroupDriver | None, initial: affinity.Mask | None
+                    ) -> tuple[int, bool]:
+    """Fork stage-1 (born in the container's cgroup2 directory where the kernel lets it:
+    ``Manager.fork_inside``) with the initial CPU mask, which the child inherits as runc's
+    start thread passes it on; the runtime's own mask is restored. (pid, born in cgroup2)."""
+    saved = os.sched_getaffinity(0) if initial is not None else None
+    if initial is not None:
+        affinity.apply(0, initial)
+    pid, in_v2 = -1, False
+    try:
+        pid, in_v2 = manager.fork_inside() if manager is not None else (os.fork(), False)
+    finally:
+        if pid != 0 and saved is not None:  # the child keeps the initial mask
+            os.sched_setaffinity(0, saved)
+    return pid, in_v2
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, 9)
+    except ProcessLookupError:
+        pass
+
+
+def _debug(message: str) -> None:
+    from ocirt import log
+
+    log.current.debug(message)
 
 
 def _container_namespaces(pid: int, config: dict[str, Any]) -> list[tuple[str, int]]:
@@ -222,10 +291,11 @@ def _shared_root(pid: int, config: dict[str, Any]) -> int | None:
         raise OcirtError(f"exec: opening /proc/{pid}/root: {err.strerror}") from err
 
 
-def _join_cgroups(manager: cgroups.CgroupDriver, in_v2: bool, channel: Channel, debug: bool
-                  ) -> None:
+def _join_cgroups(manager: cgroups.CgroupDriver, in_v2: bool, channel: Channel, debug: bool,
+                  initial: affinity.Mask | None, final: affinity.Mask | None) -> None:
     try:
         manager.join(in_v2)
+        affinity.after_cgroup_join(0, initial, final)  # now inside: the final CPU mask
     except BaseException as err:
         child_failed(channel, err, debug)
 

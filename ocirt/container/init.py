@@ -17,7 +17,7 @@ from ocirt.container import hooks
 from ocirt.container.plan import ContainerPlan
 from ocirt.container.sync import Channel, child_failed, lapper, run_steps
 from ocirt.errors import OcirtError
-from ocirt.linux import namespaces, procfs
+from ocirt.linux import affinity, namespaces, procfs
 from ocirt.linux import syscalls as sc
 from ocirt.linux.plan import run_all
 
@@ -46,6 +46,7 @@ def stage1(plan: ContainerPlan, channel: Channel, ns_fds: list[tuple[str, int]],
         # Into the container's cgroups before anything else (init inherits them), with the
         # host's credentials; ``in_cgroup2``: born in the v2 one (see Manager.fork_inside).
         plan.cgroup.join(in_cgroup2)
+        affinity.reset(0)  # inside: init never gets the runtime's CPU mask (runc 1.4)
         lap("cgroups: join")
         if plan.process is not None and plan.process.seccomp is not None:
             plan.process.seccomp.connect_listener()  # listenerPath is a host path

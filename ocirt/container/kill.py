@@ -7,6 +7,7 @@ import os
 from ocirt.container.state import Status, Store
 from ocirt.errors import NotRunning, OcirtError
 from ocirt.linux import cgroups
+from ocirt.linux.cgroups import placement
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -38,7 +39,9 @@ def kill(store: Store, container_id: str, signum: int, all_processes: bool = Fal
             # A stopped container's init is gone, but without a pid namespace of its own its
             # children may live on in the cgroup: containerd's shim kills them this way.
             if status is Status.STOPPED:
-                _signal(cgroups.load(state.cgroup).pids(), signum)
+                manager = cgroups.load(state.cgroup)
+                if not (signum == signal.SIGKILL and placement.kill_all(manager)):
+                    _signal(manager.pids(), signum)
                 return
             if not status.can_kill:
                 raise NotRunning()
@@ -57,7 +60,10 @@ def kill(store: Store, container_id: str, signum: int, all_processes: bool = Fal
 def signal_all(manager: cgroups.CgroupDriver, signum: int, init_pid: int) -> None:
     """Signal every process in the cgroup. The cgroup is frozen meanwhile (as runc does), so
     no process can fork a child that escapes the list; it is thawed after unless it was paused
-    before, and always after SIGKILL, so a v1-frozen process can die."""
+    before, and always after SIGKILL, so a v1-frozen process can die. SIGKILL goes through
+    cgroup.kill where there is one (cgroup v2): one write, nothing escapes, no freeze."""
+    if signum == signal.SIGKILL and placement.kill_all(manager):
+        return
     try:
         was_frozen = manager.frozen()
         if not was_frozen:

@@ -13,7 +13,16 @@ import os
 import stat
 
 from ocirt.errors import ConfigError, UnsupportedError, access_hint
-from ocirt.linux import cgroups, devices, namespaces, netdevices, process_attrs, rootfs, sysctl
+from ocirt.linux import (
+    affinity,
+    cgroups,
+    devices,
+    namespaces,
+    netdevices,
+    process_attrs,
+    rootfs,
+    sysctl,
+)
 from ocirt.linux import syscalls as sc
 from ocirt.linux.namespaces import NamespacePlan
 from ocirt.linux.plan import Step
@@ -34,10 +43,12 @@ class Options:
     def __init__(self, pid_file: str | None = None, no_pivot: bool = False,
                  no_new_keyring: bool = False, preserve_fds: int = 0,
                  console_socket: str | None = None, debug: bool = False,
-                 timings: Timings | None = None, cgroup_driver: str = "cgroupfs") -> None:
+                 timings: Timings | None = None, pidfd_socket: str | None = None,
+                 cgroup_driver: str = "cgroupfs") -> None:
         self.pid_file, self.no_pivot, self.no_new_keyring = pid_file, no_pivot, no_new_keyring
         self.preserve_fds, self.console_socket, self.debug = preserve_fds, console_socket, debug
         self.timings = timings  # --timings: each process's phases (None: not measured)
+        self.pidfd_socket = pidfd_socket  # gets init's pidfd (ocirt.linux.pidfd)
         self.cgroup_driver = cgroup_driver  # cgroupfs, systemd (--systemd-cgroup) or none
 
 
@@ -192,6 +203,10 @@ def build(container_id: str, bundle: str, config: dict[str, Any], options: Optio
 
     ctx = rootfs.RootContext(os.path.realpath(rootfs_path))
     if own_mount_ns:
+        if options.no_pivot and rootfs.root_propagation_is_private(
+                linux.get("rootfsPropagation")):
+            raise ConfigError("$.linux.rootfsPropagation", "[r]private is not safe with "
+                              "--no-pivot (as runc refuses it)")
         mount_steps = rootfs.prepare_steps(ctx, linux.get("rootfsPropagation"))
     else:
         mount_steps = rootfs.shared_namespace_steps(ctx, bool(root.get("readonly")))
@@ -220,6 +235,7 @@ def build(container_id: str, bundle: str, config: dict[str, Any], options: Optio
 
     setup = None
     if process is not None:
+        affinity.exec_masks(process)  # for exec; a mistake is the config's, found now
         timings = options.timings if linux.get("seccomp") is not None else None
         if timings is not None:
             timings.lap("plan")

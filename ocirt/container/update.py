@@ -2,7 +2,9 @@
 
 The new values (a linux.resources document from ``--resources FILE|-`` and/or the single-value
 options) are merged into the resources saved with the container: a section given replaces the
-saved fields it names and keeps the others; a list given replaces the saved list. The merged
+saved fields it names and keeps the others; a list given replaces the saved list, but for
+blockIO's per-device lists (weights, bps and iops limits), where each device given updates its
+saved entry or is added, as in runc 1.4 (which takes them from ``--resources`` only). The merged
 resources are applied to the cgroup (all but the device list, which is not updated, as with
 runc) and saved, so the next update starts from them.
 """
@@ -94,14 +96,42 @@ def from_options(values: dict[str, Any], resources_text: str | None) -> dict[str
     return patch
 
 
+# blockIO's per-device lists: a device given updates its saved entry, or is added (runc 1.4).
+DEVICE_LISTS = ("weightDevice", "throttleReadBpsDevice", "throttleWriteBpsDevice",
+                "throttleReadIOPSDevice", "throttleWriteIOPSDevice")
+
+
 def merge(saved: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
     merged = copy.deepcopy(saved)
     for key, value in patch.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            if key == "blockIO":
+                value = _merge_device_lists(merged[key], value)
             merged[key].update(copy.deepcopy(value))
         else:
             merged[key] = copy.deepcopy(value)
     return merged
+
+
+def _merge_device_lists(saved: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """``patch`` with each per-device list upserted into the saved one, keyed by
+    major:minor: the last saved entry of a device is updated (a weight entry field by field,
+    so a new weight keeps the saved leafWeight), a new device is appended."""
+    result = dict(patch)
+    for key in DEVICE_LISTS:
+        if not isinstance(patch.get(key), list) or not isinstance(saved.get(key), list):
+            continue
+        entries = copy.deepcopy(saved[key])
+        for new in patch[key]:
+            same = [entry for entry in entries if isinstance(entry, dict) and isinstance(
+                new, dict) and (entry.get("major"), entry.get("minor")) == (
+                new.get("major"), new.get("minor"))]
+            if same:
+                same[-1].update({k: v for k, v in new.items() if v is not None})
+            else:
+                entries.append(copy.deepcopy(new))
+        result[key] = entries
+    return result
 
 
 def _check(resources: dict[str, Any]) -> None:

@@ -419,15 +419,45 @@ def _mount_copy_up(ctx: RootContext, destination: str, fd: int, source: str,
 
 
 def prepare_steps(ctx: RootContext, propagation: str | None) -> list[Step]:
-    """Cut the mount namespace off from the host, then make the rootfs a mount point."""
-    # Always rslave first: pivot_root refuses a shared root, and an unbindable one cannot be
-    # bound; linux.rootfsPropagation is applied to the new root after pivot_root (as runc).
+    """Cut the mount namespace off from the host, then make the rootfs a mount point.
+
+    As runc 1.5: ``linux.rootfsPropagation`` takes the place of the first ``rslave`` of ``/``
+    (so an ``rshared`` root keeps the host's peer groups, which a Bidirectional volume needs);
+    the mount holding the rootfs is then made private (slave for a slave propagation), so the
+    rootfs bind neither leaks to the host nor makes pivot_root refuse a shared parent.
+    """
+    flag = PROPAGATION[propagation] if propagation else sc.MS_SLAVE | sc.MS_REC
+    name, why = (propagation, "linux.rootfsPropagation") if propagation else (
+        "rslave", "nothing propagates back to the host")
+    # (no value: private, as runc 1.5: the host's later mounts under the rootfs stay out)
+    parent_flag = sc.MS_SLAVE if propagation and flag & sc.MS_SLAVE else sc.MS_PRIVATE
     return [
-        Step("mount --make-rslave / (nothing propagates back to the host)",
-             lambda: sc.mount(None, "/", None, sc.MS_SLAVE | sc.MS_REC)),
+        Step(f"mount --make-{name} / ({why})", lambda: sc.mount(None, "/", None, flag)),
+        Step(f"mount --make-{'slave' if parent_flag == sc.MS_SLAVE else 'private'} on the "
+             f"mount holding {ctx.rootfs}", lambda: _rootfs_parent_propagation(ctx, parent_flag)),
         Step(f"mount --rbind {ctx.rootfs} {ctx.rootfs} (rootfs becomes a mount point)",
              lambda: sc.mount(ctx.rootfs, ctx.rootfs, None, sc.MS_BIND | sc.MS_REC)),
     ]
+
+
+def _rootfs_parent_propagation(ctx: RootContext, flag: int) -> None:
+    """Change the propagation of the mount the rootfs lives on: EINVAL means "not a mount
+    point", so walk up until one accepts it."""
+    path = ctx.rootfs
+    while True:
+        try:
+            sc.mount(None, path, None, flag)
+            return
+        except SyscallError as err:
+            if err.errno != 22 or path == "/":
+                raise
+        path = os.path.dirname(path)
+
+
+def root_propagation_is_private(propagation: str | None) -> bool:
+    """runc refuses an ``[r]private`` rootfsPropagation without pivot_root: nothing would keep
+    the container's later umounts of the old root from reaching the host's mounts."""
+    return bool(propagation) and bool(PROPAGATION[propagation or ""] & sc.MS_PRIVATE)
 
 
 def shared_namespace_steps(ctx: RootContext, readonly: bool) -> list[Step]:
@@ -456,9 +486,18 @@ def _pivot(ctx: RootContext) -> None:
     # pivot_root(".", ".") stacks the old root on top of the new one; detaching it then leaves
     # the new root alone, with no directory for the old root needed (as runc does).
     ctx.close()
-    os.chdir(ctx.rootfs)
-    sc.pivot_root(".", ".")
-    sc.umount2(".", sc.MNT_DETACH)
+    old_root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.chdir(ctx.rootfs)
+        sc.pivot_root(".", ".")
+        # Stand on the old root itself (the cwd is still the new root's top), then make it
+        # rslave, so that detaching it cannot reach the host's mounts through a peer group
+        # (linux.rootfsPropagation shared keeps them), and only then detach it.
+        os.fchdir(old_root)
+        sc.mount(None, ".", None, sc.MS_SLAVE | sc.MS_REC)
+        sc.umount2(".", sc.MNT_DETACH)
+    finally:
+        os.close(old_root)
     os.chdir("/")
 
 
@@ -490,8 +529,10 @@ def finish_steps(readonly: bool, masked: list[str], readonly_paths: list[str],
     steps.append(Step("close the masking fds", masker.close))
     if readonly:
         steps.append(Step("remount / read-only", lambda: remount_bind("/", sc.MS_RDONLY)))
-    if propagation:
-        flag = PROPAGATION[propagation] | sc.MS_REC
-        steps.append(Step(f"mount --make-r{propagation.lstrip('r')} / (linux.rootfsPropagation)",
-                          lambda: sc.mount(None, "/", None, flag)))
+    flag = PROPAGATION[propagation] if propagation else 0
+    if flag and not flag & (sc.MS_PRIVATE | sc.MS_SLAVE):
+        # Again on the new root (shared, unbindable): the root is the rootfs bind, which the
+        # first change could not reach. Private and slave it already is (prepare_steps).
+        steps.append(Step(f"mount --make-{propagation} / (linux.rootfsPropagation, again on "
+                          "the new root)", lambda: sc.mount(None, "/", None, flag)))
     return steps

@@ -365,3 +365,13 @@ def fstatfs_type(fd: int) -> int:
     if _syscall(ctypes.c_long(_SYS_fstatfs), ctypes.c_long(fd), ctypes.byref(buf)) != 0:
         raise _fail(f"fstatfs({fd})")
     return int(buf.f_type) & 0xFFFFFFFF
+
+
+_sched_setaffinity = _libc.sched_setaffinity
+_sched_setaffinity.argtypes = [ctypes.c_int, ctypes.c_size_t, ctypes.c_char_p]
+
+
+def sched_setaffinity(pid: int, mask: bytes, cpus: str) -> None:
+    """Set ``pid``'s CPU mask (bit N: CPU N); ``cpus`` says which, for the error."""
+    if _sched_setaffinity(pid, len(mask), mask) != 0:
+        raise _fail(f"sched_setaffinity({pid}, [{cpus}])")

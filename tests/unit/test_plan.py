@@ -133,3 +133,53 @@ def test_node_lists_and_memory_policy_plan(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"node\(s\) \[2\] are not online"):
         process_attrs.memory_policy_steps({"memoryPolicy": {"mode": "MPOL_BIND", "nodes": "2"}},
                                           str(online))
+
+
+@pytest.mark.parametrize("propagation,first,parent,again", [
+    (None, "mount --make-rslave /", "make-private", False),
+    ("rshared", "mount --make-rshared / (linux.rootfsPropagation)", "make-private", True),
+    ("slave", "mount --make-slave / (linux.rootfsPropagation)", "make-slave", False),
+    ("unbindable", "mount --make-unbindable /", "make-private", True),
+    ("private", "mount --make-private / (linux.rootfsPropagation)", "make-private", False),
+])
+def test_rootfs_propagation_steps(tmp_path: Path, propagation: str | None, first: str,
+                                  parent: str, again: bool) -> None:
+    """runc 1.5's order: the value replaces the first rslave, the rootfs's mount is made
+    private (slave), and shared/unbindable values are applied again after pivot_root."""
+    bundle, config = _bundle(tmp_path)
+    if propagation:
+        config["linux"]["rootfsPropagation"] = propagation
+    plan = planning.build("p1", bundle, config, planning.Options())
+    mounts = [step.describe() for step in plan.mount_steps]
+    assert mounts[0].startswith(first), mounts[0]
+    assert mounts[1].startswith(f"mount --{parent} on the mount holding"), mounts[1]
+    roots = [step.describe() for step in plan.root_steps]
+    assert any("again on the new root" in text for text in roots) is again, roots
+
+
+def test_private_root_propagation_needs_pivot_root(tmp_path: Path) -> None:
+    bundle, config = _bundle(tmp_path)
+    config["linux"]["rootfsPropagation"] = "rprivate"
+    with pytest.raises(ConfigError, match=r"\$\.linux\.rootfsPropagation.*--no-pivot"):
+        planning.build("p1", bundle, config, planning.Options(no_pivot=True))
+    config["linux"]["rootfsPropagation"] = "rshared"
+    planning.build("p1", bundle, config, planning.Options(no_pivot=True))
+
+
+def test_the_rootfs_parent_walk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """EINVAL means "not a mount point": the propagation change walks up to the first mount."""
+    from ocirt.errors import SyscallError
+    from ocirt.linux import rootfs
+
+    calls: list[str] = []
+
+    def fake_mount(source: str | None, target: str, fstype: str | None, flags: int,
+                   data: str | None = None) -> None:
+        calls.append(target)
+        if target != "/srv":
+            raise SyscallError(f"mount({target!r})", 22)
+
+    monkeypatch.setattr(sc, "mount", fake_mount)
+    steps = rootfs.prepare_steps(rootfs.RootContext("/srv/bundle/rootfs"), "rshared")
+    steps[1].run()
+    assert calls == ["/srv/bundle/rootfs", "/srv/bundle", "/srv"]

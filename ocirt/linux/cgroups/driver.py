@@ -39,6 +39,10 @@ class CgroupDriver:
 
         return pure_v2(self.hierarchies)
 
+    def has_v2(self) -> bool:
+        """Some hierarchy is cgroup v2 (cgroup.kill, clone3 into it, exec --cgroup's form)."""
+        return any(h.version == 2 for h in self.hierarchies)
+
     def steps(self, resources: dict[str, Any], devices: list[dict[str, Any]] | None = None
               ) -> list[Step]:
         """What ``create`` does before it forks, as plan steps."""
