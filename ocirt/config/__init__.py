@@ -5,7 +5,7 @@ validate.py        ``validate_config`` / ``validate_state``: compiled schemas, c
 compile_schema.py  the JSON-Schema -> Python generator behind validate.py (cache misses only)
 default.py         ``default_spec``: what ``ocirt spec`` writes
 schemas/           the config and state JSON Schemas (package data, read by validate.py)
-seccomp_default.json  the default seccomp profile (package data, read by linux/seccomp.py)
+seccomp_default.json  the default seccomp profile (package data, read by linux/seccomp/support.py)
 """
 
 from ocirt.config.load import bundle_path, config_path, load_config, parse_config

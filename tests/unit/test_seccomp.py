@@ -18,7 +18,7 @@ from ocirt import log
 from ocirt.config import validate
 from ocirt.errors import ConfigError
 from ocirt.linux import seccomp
-from ocirt.linux.seccomp import SeccompFilter
+from ocirt.linux.seccomp import SeccompFilter, bpf_cache, kernel, rules
 
 OFFICIAL = Path(__file__).parents[3] / "shared/oci-runtime-spec/schema"
 PR_SET_NO_NEW_PRIVS = 38
@@ -71,16 +71,16 @@ def test_profile_errors_name_the_path(doc: dict[str, Any], where: str, words: st
 
 def test_actions_encode_like_libseccomp() -> None:
     pyseccomp = pytest.importorskip("pyseccomp")
-    assert seccomp.ACTIONS["SCMP_ACT_KILL_PROCESS"] == pyseccomp.KILL_PROCESS
-    assert seccomp.ACTIONS["SCMP_ACT_TRAP"] == pyseccomp.TRAP
-    assert seccomp.ACTIONS["SCMP_ACT_LOG"] == pyseccomp.LOG
-    assert seccomp.ACTIONS["SCMP_ACT_NOTIFY"] == pyseccomp.NOTIFY
+    assert rules.ACTIONS["SCMP_ACT_KILL_PROCESS"] == pyseccomp.KILL_PROCESS
+    assert rules.ACTIONS["SCMP_ACT_TRAP"] == pyseccomp.TRAP
+    assert rules.ACTIONS["SCMP_ACT_LOG"] == pyseccomp.LOG
+    assert rules.ACTIONS["SCMP_ACT_NOTIFY"] == pyseccomp.NOTIFY
     assert SeccompFilter(profile("SCMP_ACT_ERRNO", defaultErrnoRet=38)).default_action \
         == pyseccomp.ERRNO(38)
     assert SeccompFilter(profile("SCMP_ACT_TRACE")).default_action == pyseccomp.TRACE(1)
     for name in ("X86", "X86_64", "X32", "ARM", "AARCH64", "PPC64LE", "S390X", "RISCV64"):
-        assert seccomp.ARCHES[f"SCMP_ARCH_{name}"] == getattr(pyseccomp.Arch, name)
-    assert seccomp.OPERATORS["SCMP_CMP_MASKED_EQ"] == pyseccomp.MASKED_EQ
+        assert rules.ARCHES[f"SCMP_ARCH_{name}"] == getattr(pyseccomp.Arch, name)
+    assert rules.OPERATORS["SCMP_CMP_MASKED_EQ"] == pyseccomp.MASKED_EQ
 
 
 def test_flags() -> None:
@@ -242,7 +242,7 @@ def run_in_child(bpf: bytes, flags: int, call: Any) -> int:
         try:
             libc = ctypes.CDLL(None, use_errno=True)
             libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
-            seccomp.install(bpf, flags)
+            kernel.install(bpf, flags)
             os._exit(call())
         except BaseException:
             os._exit(99)
@@ -257,8 +257,8 @@ def umask_errno() -> int:
 
 
 @pytest.mark.skipif(os.uname().machine != "x86_64", reason="uses the x86_64 umask number")
-@pytest.mark.parametrize("flags", [0, seccomp.SECCOMP_FILTER_FLAG_LOG,
-                                   seccomp.SECCOMP_FILTER_FLAG_TSYNC])
+@pytest.mark.parametrize("flags", [0, rules.SECCOMP_FILTER_FLAG_LOG,
+                                   rules.SECCOMP_FILTER_FLAG_TSYNC])
 def test_install_really_filters(cache: Path, flags: int) -> None:
     pytest.importorskip("pyseccomp")
     f = SeccompFilter(profile(rules=[umask_rule(errnoRet=errno.EXDEV)]))
@@ -277,7 +277,7 @@ def test_features() -> None:
 
 def test_cache_keeps_the_newest(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("pyseccomp")
-    monkeypatch.setattr(seccomp, "_CACHE_ENTRIES", 2)
+    monkeypatch.setattr(bpf_cache, "CACHE_ENTRIES", 2)
     for errno_ret in (1, 2, 3):
         SeccompFilter(profile(rules=[umask_rule(errnoRet=errno_ret)])).prepare(str(cache))
     names = {p.name for p in cache.iterdir()}
