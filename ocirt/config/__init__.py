@@ -3,6 +3,7 @@
 load.py            bundle path -> parsed, validated config (``load_config``)
 validate.py        ``validate_config`` / ``validate_state``: compiled schemas, cached
 compile_schema.py  the JSON-Schema -> Python generator behind validate.py (cache misses only)
+schema_emit.py     its code emitter: one handler per keyword family
 default.py         ``default_spec``: what ``ocirt spec`` writes
 schemas/           the config and state JSON Schemas (package data, read by validate.py)
 seccomp_default.json  the default seccomp profile (package data, read by linux/seccomp/support.py)

@@ -35,7 +35,8 @@ if TYPE_CHECKING:
 CONFIG_SCHEMA = "config-schema.json"
 STATE_SCHEMA = "state-schema.json"
 _HERE = os.path.dirname(os.path.abspath(__file__))
-_GENERATOR = os.path.join(_HERE, "compile_schema.py")
+# The generator's own source is part of the cache key: an edit to it makes the cached code stale.
+_GENERATOR = (os.path.join(_HERE, "compile_schema.py"), os.path.join(_HERE, "schema_emit.py"))
 _runner: Runner | None = None
 
 
@@ -133,11 +134,12 @@ def _key(files: dict[str, bytes]) -> str:
     for name, data in files.items():
         digest.update(f"{name}\0{len(data)}\0".encode())
         digest.update(data)
-    try:
-        with open(_GENERATOR, "rb") as f:  # crc32: 10x faster than sha256, enough to see edits
-            digest.update(b"%08x" % zlib.crc32(f.read()))
-    except OSError:
-        pass
+    for generator in _GENERATOR:
+        try:
+            with open(generator, "rb") as f:  # crc32: 10x faster than sha256, enough to see edits
+                digest.update(b"%08x" % zlib.crc32(f.read()))
+        except OSError:
+            pass
     hexdigest: str = digest.hexdigest()
     return hexdigest[:40]
 
