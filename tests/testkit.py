@@ -1,10 +1,13 @@
 """What the test suites share: where the checkout and its busybox rootfs are, what the
-checkout holds (to catch tests that write into it), and polling for a condition. On sys.path
-through pytest's ``pythonpath`` setting (pyproject.toml)."""
+checkout holds (to catch tests that write into it), polling for a condition, reading a process
+from /proc, and a console socket. On sys.path through pytest's ``pythonpath`` setting
+(pyproject.toml)."""
 
 from __future__ import annotations
 
+import array
 import os
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -63,3 +66,82 @@ def pid_alive(pid: int) -> bool:
     except OSError:
         return False
     return raw[raw.rfind(b")") + 2:].split()[0] not in (b"Z", b"X")
+
+
+def processes_with_env(entry: str) -> list[int]:
+    """PIDs of the processes (but this one) whose environment holds ``entry`` ("VAR=value")."""
+    needle = entry.encode()
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as handle:
+                environ = handle.read()
+        except OSError:
+            continue
+        if needle in environ.split(b"\0"):
+            found.append(int(name))
+    return found
+
+
+def proc_status(pid: int) -> dict[str, str]:
+    """/proc/<pid>/status as a dict: ``{"Uid": "0\t0\t0\t0", ...}`` (values stripped)."""
+    result = {}
+    with open(f"/proc/{pid}/status") as handle:
+        for line in handle:
+            key, _, value = line.partition(":")
+            result[key] = value.strip()
+    return result
+
+
+class ConsoleSocket:
+    """A ``--console-socket`` in ``directory``: a unix socket whose first connection hands over
+    a pty master.
+
+    The runtime connects and sends during ``create``/``exec``; the kernel queues the connection
+    and the message until ``receive`` accepts it, so no thread is needed. ``owner`` (uid, gid)
+    lets an unprivileged runtime connect.
+    """
+
+    def __init__(self, directory: str, owner: tuple[int, int] | None = None,
+                 timeout: float = 3.0) -> None:
+        self.directory = directory
+        self.path = os.path.join(directory, "console.sock")  # at most 107 bytes
+        self.timeout = timeout
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(self.path)
+        if owner is not None:
+            os.chown(self.path, *owner)
+        self.sock.listen(4)
+        self.masters: list[int] = []
+
+    def receive(self, timeout: float | None = None) -> int:
+        """The pty master the runtime sends (kept, to be closed with the socket)."""
+        timeout = self.timeout if timeout is None else timeout
+        self.sock.settimeout(timeout)
+        conn, _ = self.sock.accept()
+        with conn:
+            conn.settimeout(timeout)
+            fds = array.array("i")
+            _, ancdata, _, _ = conn.recvmsg(4096, socket.CMSG_SPACE(fds.itemsize))
+        for level, kind, data in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.frombytes(data[:fds.itemsize])
+                self.masters.append(fds[0])
+                return fds[0]
+        raise AssertionError("the console socket received no file descriptor")
+
+    def close(self) -> None:
+        for fd in self.masters:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.sock.close()
+
+    def __enter__(self) -> ConsoleSocket:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

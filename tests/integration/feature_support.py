@@ -8,7 +8,6 @@ pseudo-terminal driver.
 
 from __future__ import annotations
 
-import array
 import ctypes
 import json
 import os
@@ -16,7 +15,6 @@ import pty
 import select
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +22,7 @@ import time
 from pathlib import Path
 
 import pytest
+from testkit import ConsoleSocket
 
 from .support import Runtime, parse_mountinfo_text, wait_for
 
@@ -303,50 +302,16 @@ def run_as_subreaper(argv, pid_file, env, tmp_path, signum=signal.SIGUSR1):
 
 # --- terminals --------------------------------------------------------------------------------
 
-class ConsoleListener:
-    """A ``--console-socket``: a unix socket whose first connection hands over a pty master.
-
-    The runtime connects and sends during ``create``/``exec``; the kernel queues the connection
-    and the message until ``receive`` accepts it, so no thread is needed.
-    """
+class ConsoleListener(ConsoleSocket):
+    """A ``--console-socket`` in a directory of its own, removed with it."""
 
     def __init__(self):
         # Short: the path of a unix socket may not exceed 107 bytes.
-        self.directory = tempfile.mkdtemp(prefix="ocirt-cs-")
-        self.path = os.path.join(self.directory, "console.sock")
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(self.path)
-        self.sock.listen(4)
-        self.masters = []
-
-    def receive(self, timeout=3.0):
-        self.sock.settimeout(timeout)
-        conn, _ = self.sock.accept()
-        with conn:
-            conn.settimeout(timeout)
-            fds = array.array("i")
-            _, ancdata, _, _ = conn.recvmsg(4096, socket.CMSG_SPACE(fds.itemsize))
-        for level, kind, data in ancdata:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                fds.frombytes(data[:fds.itemsize])
-                self.masters.append(fds[0])
-                return fds[0]
-        raise AssertionError("the console socket received no file descriptor")
+        super().__init__(tempfile.mkdtemp(prefix="ocirt-cs-"))
 
     def close(self):
-        for fd in self.masters:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        self.sock.close()
+        super().close()
         shutil.rmtree(self.directory, ignore_errors=True)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def read_until(fd, marker, timeout=3.0):

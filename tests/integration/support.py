@@ -23,7 +23,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from testkit import BUSYBOX_ROOTFS, REPO, pid_alive, wait_for  # noqa: F401  (for the tests)
+from testkit import (  # noqa: F401  (for the tests)
+    BUSYBOX_ROOTFS,
+    REPO,
+    pid_alive,
+    proc_status,
+    processes_with_env,
+    wait_for,
+)
 
 TOKEN_VAR = "OCIRT_ITEST"  # in the runtime's and the container's env: finds stray processes
 
@@ -140,28 +147,7 @@ def cgroup_names(container_id: str) -> set[str]:
 
 def processes_with_token(token: str) -> list[int]:
     """PIDs of live processes whose environment holds our token (runtime or container)."""
-    needle = f"{TOKEN_VAR}={token}".encode()
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{name}/environ", "rb") as handle:
-                environ = handle.read()
-        except OSError:
-            continue
-        if needle in environ.split(b"\0"):
-            found.append(int(name))
-    return found
-
-
-def proc_status(pid: int) -> dict[str, str]:
-    result = {}
-    with open(f"/proc/{pid}/status") as handle:
-        for line in handle:
-            key, _, value = line.partition(":")
-            result[key] = value.strip()
-    return result
+    return processes_with_env(f"{TOKEN_VAR}={token}")
 
 
 def cgroup_of(pid: int, controller: str) -> str:

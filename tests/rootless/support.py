@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from testkit import REPO, pid_alive, wait_for
+from testkit import REPO, pid_alive, proc_status, processes_with_env, wait_for  # noqa: F401  (for the tests)
 
 USER = "ocirt-rootless-test"
 TOKEN_VAR = "OCIRT_RLTEST"
@@ -339,23 +339,8 @@ def rootless_config(user: RootlessUser, rootfs: Path, args: list[str], token: st
 # --- the host ---------------------------------------------------------------------------------
 
 def processes_with_token(token: str) -> list[int]:
-    needle = f"{TOKEN_VAR}={token}".encode()
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{name}/environ", "rb") as handle:
-                if needle in handle.read().split(b"\0") and pid_alive(int(name)):
-                    found.append(int(name))
-        except OSError:
-            continue
-    return found
-
-
-def proc_status(pid: int) -> dict[str, str]:
-    with open(f"/proc/{pid}/status") as handle:
-        return dict(line.rstrip("\n").split(":\t", 1) for line in handle if ":\t" in line)
+    """PIDs of the live processes whose environment holds the session's token."""
+    return [pid for pid in processes_with_env(f"{TOKEN_VAR}={token}") if pid_alive(pid)]
 
 
 def ns_link(pid: int | str, kind: str) -> str:
