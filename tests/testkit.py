@@ -1,13 +1,17 @@
 """What the test suites share: where the checkout and its busybox rootfs are, what the
 checkout holds (to catch tests that write into it), polling for a condition, reading a process
-from /proc, and a console socket. On sys.path through pytest's ``pythonpath`` setting
-(pyproject.toml)."""
+from /proc, running the runtime and checking its result, and a console socket. On sys.path
+through pytest's ``pythonpath`` setting (pyproject.toml)."""
 
 from __future__ import annotations
 
 import array
+import json
 import os
+import shlex
 import socket
+import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -93,6 +97,65 @@ def proc_status(pid: int) -> dict[str, str]:
             key, _, value = line.partition(":")
             result[key] = value.strip()
     return result
+
+
+class Result:
+    """One finished command: argv, exit code and output; its repr is what a failure shows."""
+
+    def __init__(self, argv: list[str], returncode: int, stdout: str, stderr: str) -> None:
+        self.argv, self.returncode, self.stdout, self.stderr = argv, returncode, stdout, stderr
+
+    def __repr__(self) -> str:
+        return (f"<{shlex.join(self.argv)}: exit {self.returncode}\n"
+                f"stdout: {self.stdout[-2000:]!r}\nstderr: {self.stderr[-2000:]!r}>")
+
+
+def run_captured(argv: list[str], **run: Any) -> Result:
+    """Run ``argv`` to its end (``run``: subprocess.run's keywords) and keep its output.
+
+    Files, not pipes: a detached container keeps the runtime's stdio, so a pipe would not end.
+    """
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.run(argv, stdout=out, stderr=err, check=False, **run)
+        out.seek(0)
+        err.seek(0)
+        return Result(argv, proc.returncode, out.read().decode(errors="replace"),
+                      err.read().decode(errors="replace"))
+
+
+class RuntimeCalls:
+    """What the suites' wrappers of the runtime under test share; each defines ``__call__``
+    (runtime arguments -> Result), ``ids`` and ``id_prefix``."""
+
+    ids: list[str]
+    id_prefix = "t"
+    # What an error must never show a user (the brief: no traceback, no "internal error").
+    never_in_errors: tuple[str, ...] = ("Traceback", "panic")
+
+    def __call__(self, *args: str, **kwargs: Any) -> Result:
+        raise NotImplementedError
+
+    def new_id(self, name: str = "c") -> str:
+        """A fresh container ID, remembered for clean-up."""
+        container_id = f"{self.id_prefix}-{name}-{os.urandom(4).hex()}"
+        self.ids.append(container_id)
+        return container_id
+
+    def ok(self, *args: str, **kwargs: Any) -> Result:
+        result = self(*args, **kwargs)
+        assert result.returncode == 0, result
+        return result
+
+    def fails(self, *args: str, **kwargs: Any) -> Result:
+        result = self(*args, **kwargs)
+        assert result.returncode != 0, result
+        for bad in self.never_in_errors:
+            assert bad not in result.stderr, result
+        return result
+
+    def state(self, container_id: str) -> dict[str, Any]:
+        doc: dict[str, Any] = json.loads(self.ok("state", container_id).stdout)
+        return doc
 
 
 class ConsoleSocket:

@@ -17,7 +17,6 @@ import os
 import shlex
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,9 +25,12 @@ import pytest
 from testkit import (  # noqa: F401  (for the tests)
     BUSYBOX_ROOTFS,
     REPO,
+    Result,
+    RuntimeCalls,
     pid_alive,
     proc_status,
     processes_with_env,
+    run_captured,
     wait_for,
 )
 
@@ -166,17 +168,10 @@ def ns_inode(pid: int | str, kind: str) -> int:
 
 # --- the runtime ------------------------------------------------------------------------------
 
-class Result:
-    def __init__(self, argv: list[str], returncode: int, stdout: str, stderr: str) -> None:
-        self.argv, self.returncode, self.stdout, self.stderr = argv, returncode, stdout, stderr
-
-    def __repr__(self) -> str:
-        return (f"<{shlex.join(self.argv)}: exit {self.returncode}\n"
-                f"stdout: {self.stdout[-2000:]!r}\nstderr: {self.stderr[-2000:]!r}>")
-
-
-class Runtime:
+class Runtime(RuntimeCalls):
     """The runtime under test with a private state root; remembers every ID it hands out."""
+
+    id_prefix = "it"
 
     def __init__(self, root: Path, token: str) -> None:
         self.root = root
@@ -188,11 +183,6 @@ class Runtime:
             path = self.env.get("PYTHONPATH")
             self.env["PYTHONPATH"] = f"{REPO}:{path}" if path else str(REPO)
 
-    def new_id(self, name: str = "c") -> str:
-        container_id = f"it-{name}-{os.urandom(4).hex()}"
-        self.ids.append(container_id)
-        return container_id
-
     def argv(self, *args: str, global_opts: Sequence[str] = ()) -> list[str]:
         return [*RUNTIME_CMD, "--root", str(self.root), *global_opts, *args]
 
@@ -200,32 +190,11 @@ class Runtime:
                  cwd: str | Path | None = None, env: dict[str, str] | None = None,
                  stdin: Any = subprocess.DEVNULL, **popen: Any) -> Result:
         argv = self.argv(*args, global_opts=global_opts)
-        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-            proc = subprocess.run(argv, stdin=stdin, stdout=out, stderr=err, cwd=cwd,
-                                  env=env or self.env, timeout=timeout, check=False, **popen)
-            out.seek(0)
-            err.seek(0)
-            return Result(argv, proc.returncode, out.read().decode(errors="replace"),
-                          err.read().decode(errors="replace"))
-
-    def ok(self, *args: str, **kwargs: Any) -> Result:
-        result = self(*args, **kwargs)
-        assert result.returncode == 0, result
-        return result
-
-    def fails(self, *args: str, **kwargs: Any) -> Result:
-        result = self(*args, **kwargs)
-        assert result.returncode != 0, result
-        assert "Traceback" not in result.stderr, result
-        assert "panic" not in result.stderr, result
-        return result
+        return run_captured(argv, stdin=stdin, cwd=cwd, env=env or self.env, timeout=timeout,
+                            **popen)
 
     def create(self, container_id: str, bundle: Path, *extra: str) -> Result:
         return self.ok("create", "--bundle", str(bundle), *extra, container_id)
-
-    def state(self, container_id: str) -> dict[str, Any]:
-        doc: dict[str, Any] = json.loads(self.ok("state", container_id).stdout)
-        return doc
 
     def status(self, container_id: str) -> str:
         status: str = self.state(container_id)["status"]

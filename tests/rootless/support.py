@@ -34,7 +34,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from testkit import REPO, pid_alive, proc_status, processes_with_env, wait_for  # noqa: F401  (for the tests)
+from testkit import (  # noqa: F401  (for the tests)
+    REPO,
+    Result,
+    RuntimeCalls,
+    pid_alive,
+    proc_status,
+    processes_with_env,
+    run_captured,
+    wait_for,
+)
 
 USER = "ocirt-rootless-test"
 TOKEN_VAR = "OCIRT_RLTEST"
@@ -58,15 +67,6 @@ from ocirt.cli import main
 
 main()
 """
-
-
-class Result:
-    def __init__(self, argv: list[str], returncode: int, stdout: str, stderr: str) -> None:
-        self.argv, self.returncode, self.stdout, self.stderr = argv, returncode, stdout, stderr
-
-    def __repr__(self) -> str:
-        return (f"<{shlex.join(self.argv)}: exit {self.returncode}\n"
-                f"stdout: {self.stdout[-2000:]!r}\nstderr: {self.stderr[-2000:]!r}>")
 
 
 # --- the user ---------------------------------------------------------------------------------
@@ -220,19 +220,15 @@ def run_as_user(user: RootlessUser, space: Workspace, argv: Sequence[str], token
             with open(procs, "w") as handle:
                 handle.write(str(os.getpid()))
 
-    # Files, not pipes: a detached container keeps the runtime's stdio.
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.run(full, stdin=stdin, stdout=out, stderr=err, cwd=cwd,
-                              timeout=timeout, check=False,
-                              preexec_fn=join if cgroups else None)
-        out.seek(0)
-        err.seek(0)
-        return Result(full, proc.returncode, out.read().decode(errors="replace"),
-                      err.read().decode(errors="replace"))
+    return run_captured(full, stdin=stdin, cwd=cwd, timeout=timeout,
+                        preexec_fn=join if cgroups else None)
 
 
-class UserRuntime:
+class UserRuntime(RuntimeCalls):
     """The runtime under test, run as the test user with its default state root."""
+
+    id_prefix = "rl"
+    never_in_errors = ("Traceback", "internal error", "panic")
 
     def __init__(self, user: RootlessUser, space: Workspace, token: str) -> None:
         self.user, self.space, self.token = user, space, token
@@ -241,32 +237,11 @@ class UserRuntime:
         self.ids: list[str] = []
         self.cgroups: list[str] = []  # cgroup.procs files every command starts in
 
-    def new_id(self, name: str = "c") -> str:
-        container_id = f"rl-{name}-{os.urandom(4).hex()}"
-        self.ids.append(container_id)
-        return container_id
-
     def __call__(self, *args: str, timeout: float = 20, cwd: Path | None = None,
                  global_opts: Sequence[str] = (), stdin: Any = subprocess.DEVNULL) -> Result:
         return run_as_user(self.user, self.space, [*self.command, *global_opts, *args],
                            self.token, timeout=timeout, cwd=cwd, stdin=stdin,
                            cgroups=self.cgroups)
-
-    def ok(self, *args: str, **kwargs: Any) -> Result:
-        result = self(*args, **kwargs)
-        assert result.returncode == 0, result
-        return result
-
-    def fails(self, *args: str, **kwargs: Any) -> Result:
-        result = self(*args, **kwargs)
-        assert result.returncode != 0, result
-        for bad in ("Traceback", "internal error", "panic"):
-            assert bad not in result.stderr, result
-        return result
-
-    def state(self, container_id: str) -> dict[str, Any]:
-        doc: dict[str, Any] = json.loads(self.ok("state", container_id).stdout)
-        return doc
 
     def wait_status(self, container_id: str, status: str, timeout: float = 5.0) -> None:
         wait_for(lambda: self.state(container_id)["status"] == status, timeout,
