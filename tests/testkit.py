@@ -1,6 +1,7 @@
 """What the test suites share: where the checkout and its busybox rootfs are, what the
 checkout holds (to catch tests that write into it), polling for a condition, reading a process
-from /proc, running the runtime and checking its result, and a console socket. On sys.path
+from /proc, the process ``runc spec`` writes, running the runtime and checking its result, and a
+console socket. On sys.path
 through pytest's ``pythonpath`` setting (pyproject.toml)."""
 
 from __future__ import annotations
@@ -97,6 +98,26 @@ def proc_status(pid: int) -> dict[str, str]:
             key, _, value = line.partition(":")
             result[key] = value.strip()
     return result
+
+
+CONTAINER_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+SPEC_CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]  # runc spec's, each set
+
+
+def spec_process(args: list[str], token_entry: str) -> dict[str, Any]:
+    """The ``process`` of what ``runc spec`` writes, with terminal off, ``args``, and
+    ``token_entry`` ("VAR=token", to find a stray container process) in the environment."""
+    return {
+        "terminal": False,
+        "user": {"uid": 0, "gid": 0},
+        "args": list(args),
+        "env": [CONTAINER_PATH, token_entry],
+        "cwd": "/",
+        "capabilities": {kind: list(SPEC_CAPS)
+                         for kind in ("bounding", "effective", "permitted", "ambient")},
+        "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+        "noNewPrivileges": True,
+    }
 
 
 class Result:

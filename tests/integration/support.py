@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from testkit import (  # noqa: F401  (for the tests)
     BUSYBOX_ROOTFS,
+    CONTAINER_PATH,
     REPO,
     Result,
     RuntimeCalls,
@@ -31,6 +32,7 @@ from testkit import (  # noqa: F401  (for the tests)
     proc_status,
     processes_with_env,
     run_captured,
+    spec_process,
     wait_for,
 )
 
@@ -252,9 +254,7 @@ DEFAULT_MOUNTS: list[dict[str, Any]] = [
     {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
      "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
 ]
-DEFAULT_CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
 DEFAULT_NAMESPACES = ["pid", "network", "ipc", "uts", "mount"]
-CONTAINER_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def base_config(rootfs: Path, args: list[str], token: str) -> dict[str, Any]:
@@ -262,17 +262,7 @@ def base_config(rootfs: Path, args: list[str], token: str) -> dict[str, Any]:
     in process.env (so a stray container process can be found)."""
     return {
         "ociVersion": "1.0.2",
-        "process": {
-            "terminal": False,
-            "user": {"uid": 0, "gid": 0},
-            "args": list(args),
-            "env": [CONTAINER_PATH, f"{TOKEN_VAR}={token}"],
-            "cwd": "/",
-            "capabilities": {kind: list(DEFAULT_CAPS)
-                             for kind in ("bounding", "effective", "permitted", "ambient")},
-            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
-            "noNewPrivileges": True,
-        },
+        "process": spec_process(args, f"{TOKEN_VAR}={token}"),
         "root": {"path": str(rootfs), "readonly": True},
         "hostname": "itest",
         "mounts": copy.deepcopy(DEFAULT_MOUNTS),

@@ -34,14 +34,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from testkit import (  # noqa: F401  (for the tests)
+from testkit import (
     REPO,
     Result,
     RuntimeCalls,
     pid_alive,
-    proc_status,
     processes_with_env,
     run_captured,
+    spec_process,
     wait_for,
 )
 
@@ -49,7 +49,6 @@ USER = "ocirt-rootless-test"
 TOKEN_VAR = "OCIRT_RLTEST"
 RANGE = 65536
 USER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-CONTAINER_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 _chosen = os.environ.get("OCIRT_TEST_RUNTIME", "").strip()
 IS_OCIRT = not _chosen or "ocirt" in _chosen
@@ -286,17 +285,9 @@ def rootless_config(user: RootlessUser, rootfs: Path, args: list[str], token: st
         {"destination": "/sys", "type": "none", "source": "/sys",
          "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]},
     ]
-    caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
     return {
         "ociVersion": "1.0.2",
-        "process": {
-            "terminal": False, "user": {"uid": 0, "gid": 0}, "args": list(args),
-            "env": [CONTAINER_PATH, f"{TOKEN_VAR}={token}"], "cwd": "/",
-            "capabilities": {kind: list(caps)
-                             for kind in ("bounding", "effective", "permitted", "ambient")},
-            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
-            "noNewPrivileges": True,
-        },
+        "process": spec_process(args, f"{TOKEN_VAR}={token}"),
         "root": {"path": str(rootfs), "readonly": True},
         "hostname": "rootless",
         "mounts": mounts,

@@ -11,8 +11,9 @@ import os
 import resource
 
 import pytest
+from testkit import proc_status
 
-from .support import proc_status, requires_ocirt, rootless_config
+from .support import requires_ocirt, rootless_config
 
 # The session makes the unprivileged user: it needs root (the tests then run as that user).
 pytestmark = pytest.mark.root

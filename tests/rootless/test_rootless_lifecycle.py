@@ -13,13 +13,13 @@ import subprocess
 
 import pytest
 from integration.feature_support import UnderPty, read_to_end, read_until
+from testkit import proc_status
 
 from .console import UserConsoleListener
 from .support import (
     RUNTIME_NAME,
     as_user,
     ns_link,
-    proc_status,
     requires_ocirt,
     rootless_config,
     wait_for,
@@ -167,16 +167,18 @@ def test_own_gid_written_directly_denies_setgroups(urt, rootless_user):
     assert result.stdout.strip() == "deny", result
 
 
-def test_terminal_over_console_socket(urt, rootless_user):
-    config = rootless_config(rootless_user, urt.space.rootfs,
-                             ["sh", "-c", "read line; echo \"got:$line\"; tty; exit 4"],
-                             urt.token)
+def terminal_config(urt, user, script):
+    """A config running ``sh -c script`` as the user, on a terminal."""
+    config = rootless_config(user, urt.space.rootfs, ["sh", "-c", script], urt.token)
     config["process"]["terminal"] = True
+    return config
+
+
+def test_terminal_over_console_socket(urt, rootless_user):
+    config = terminal_config(urt, rootless_user, "read line; echo \"got:$line\"; tty; exit 4")
     cid = urt.new_id("tty")
     with UserConsoleListener(urt.space) as listener:
-        urt.ok("create", "--console-socket", listener.path, "--bundle",
-               str(urt.bundle(config)), cid)
-        master = listener.receive()
+        master = listener.master_from(urt, "create", "--bundle", str(urt.bundle(config)), cid)
         urt.ok("start", cid)
         os.write(master, b"typed\n")
         output = read_to_end(master, 5.0).replace(b"\r", b"")
@@ -191,9 +193,8 @@ def test_exec_with_a_terminal_over_a_console_socket(urt, rootless_user):
     cid = urt.new_id("exectty")
     urt.ok("run", "-d", "--bundle", str(urt.bundle(config)), cid)
     with UserConsoleListener(urt.space) as listener:
-        urt.ok("exec", "-t", "-d", "--console-socket", listener.path, cid, "sh", "-c",
-               "tty; read line; echo \"got:$line\"")
-        master = listener.receive()
+        master = listener.master_from(urt, "exec", "-t", "-d", cid, "sh", "-c",
+                                      "tty; read line; echo \"got:$line\"")
         os.write(master, b"via exec\n")
         output = read_to_end(master, 5.0).replace(b"\r", b"")
     assert b"/dev/pts/" in output and b"got:via exec\n" in output, output
@@ -201,10 +202,8 @@ def test_exec_with_a_terminal_over_a_console_socket(urt, rootless_user):
 
 
 def test_run_in_the_foreground_with_a_terminal(urt, rootless_user):
-    config = rootless_config(rootless_user, urt.space.rootfs,
-                             ["sh", "-c", "echo ready; read line; echo \"got:$line\"; exit 7"],
-                             urt.token)
-    config["process"]["terminal"] = True
+    config = terminal_config(urt, rootless_user,
+                             "echo ready; read line; echo \"got:$line\"; exit 7")
     cid = urt.new_id("fg")
     argv = as_user(urt.user, urt.space, [*urt.command, "run", "--bundle",
                                          str(urt.bundle(config)), cid], urt.token)

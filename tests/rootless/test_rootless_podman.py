@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from managers.helpers import INSTALL_SCRIPT, rootfs_tar, run_in_pty
+from testkit import proc_status
 
 from .support import (
     IS_OCIRT,
@@ -29,7 +30,6 @@ from .support import (
     RootlessUser,
     Workspace,
     as_user,
-    proc_status,
     processes_with_token,
     run_as_user,
     wait_for,
