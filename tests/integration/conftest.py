@@ -103,6 +103,13 @@ def host_guard(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
     leftover = cgroup_dirs_named(names)
     if leftover:
         problems.append(f"cgroups left behind: {leftover}")
+        # Remove them: named after this test's own container IDs, so ours (deepest first;
+        # rmdir refuses a cgroup that still has processes or children).
+        for directory in sorted(leftover, key=len, reverse=True):
+            try:
+                os.rmdir(directory)
+            except OSError as err:
+                problems.append(f"could not remove {directory}: {err.strerror}")
     stray = processes_with_token(guard.token)
     if stray:
         problems.append(f"processes left behind (runtime or container): {stray}")
