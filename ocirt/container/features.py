@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ocirt import OCI_VERSION, __version__
 from ocirt.container.hooks import KINDS
-from ocirt.linux import namespaces, process_attrs, rootfs
+from ocirt.linux import mountopts, namespaces, process_attrs
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -52,8 +52,9 @@ def features() -> dict[str, Any]:
         "ociVersionMin": OCI_VERSION_MIN,
         "ociVersionMax": OCI_VERSION,
         "hooks": list(KINDS),
-        "mountOptions": sorted({*rootfs.MOUNT_FLAGS, *rootfs.PROPAGATION, *rootfs.RECURSIVE,
-                                *rootfs.RECURSIVE_ATIME, "tmpcopyup", "idmap", "ridmap"}),
+        "mountOptions": sorted({*mountopts.MOUNT_FLAGS, *mountopts.PROPAGATION,
+                                *mountopts.RECURSIVE, *mountopts.RECURSIVE_ATIME,
+                                "tmpcopyup", "idmap", "ridmap"}),
         "linux": {
             "namespaces": list(namespaces.NAMESPACES),
             "capabilities": _capabilities(),

@@ -17,8 +17,10 @@ from ocirt.linux import (
     affinity,
     cgroups,
     devices,
+    mountopts,
     namespaces,
     netdevices,
+    pivot,
     process_attrs,
     rootfs,
     sysctl,
@@ -203,16 +205,16 @@ def build(container_id: str, bundle: str, config: dict[str, Any], options: Optio
 
     ctx = rootfs.RootContext(os.path.realpath(rootfs_path))
     if own_mount_ns:
-        if options.no_pivot and rootfs.root_propagation_is_private(
+        if options.no_pivot and pivot.root_propagation_is_private(
                 linux.get("rootfsPropagation")):
             raise ConfigError("$.linux.rootfsPropagation", "[r]private is not safe with "
                               "--no-pivot (as runc refuses it)")
-        mount_steps = rootfs.prepare_steps(ctx, linux.get("rootfsPropagation"))
+        mount_steps = pivot.prepare_steps(ctx, linux.get("rootfsPropagation"))
     else:
-        mount_steps = rootfs.shared_namespace_steps(ctx, bool(root.get("readonly")))
+        mount_steps = pivot.shared_namespace_steps(ctx, bool(root.get("readonly")))
 
     def cgroup_mount(ctx: rootfs.RootContext, mount: dict[str, Any],
-                     parsed: rootfs.MountOptions) -> list[Step]:
+                     parsed: mountopts.MountOptions) -> list[Step]:
         return manager.mount_steps(ctx, mount, parsed.flags)
 
     mounts = config.get("mounts", [])
@@ -246,12 +248,12 @@ def build(container_id: str, bundle: str, config: dict[str, Any], options: Optio
         mount_steps.append(Step(f"mkdir -p {cwd} (process.cwd, inside the rootfs)",
                                 lambda: os.close(ctx.target(cwd, "dir"))))
 
-    root_steps = rootfs.pivot_steps(ctx, options.no_pivot, own_mount_ns)
+    root_steps = pivot.pivot_steps(ctx, options.no_pivot, own_mount_ns)
     # sysctls before readonlyPaths, which usually include /proc/sys (as runc orders them)
     root_steps += sysctl.steps(linux.get("sysctl") or {}, ns)
-    root_steps += rootfs.finish_steps(bool(root.get("readonly")), linux.get("maskedPaths", []),
-                                      linux.get("readonlyPaths", []),
-                                      linux.get("rootfsPropagation"))
+    root_steps += pivot.finish_steps(bool(root.get("readonly")), linux.get("maskedPaths", []),
+                                     linux.get("readonlyPaths", []),
+                                     linux.get("rootfsPropagation"))
     root_steps += process_attrs.personality_steps(linux)
     root_steps += process_attrs.memory_policy_steps(linux)
     if config.get("hostname") is not None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from ocirt.linux import rootfs
+from ocirt.linux import mountopts
 from ocirt.linux import syscalls as sc
 
 
 def test_flags_propagation_and_data() -> None:
-    parsed = rootfs.parse_options(["rbind", "ro", "nosuid", "rslave", "mode=755", "size=1k"])
+    parsed = mountopts.parse_options(["rbind", "ro", "nosuid", "rslave", "mode=755", "size=1k"])
     assert parsed.flags == sc.MS_BIND | sc.MS_REC | sc.MS_RDONLY | sc.MS_NOSUID
     assert parsed.propagation == [sc.MS_SLAVE | sc.MS_REC]
     assert parsed.data == ["mode=755", "size=1k"]
@@ -15,20 +15,20 @@ def test_flags_propagation_and_data() -> None:
 
 
 def test_later_options_clear_earlier_ones() -> None:
-    assert rootfs.parse_options(["ro", "rw"]).flags == 0
-    assert rootfs.parse_options(["nosuid", "suid"]).flags == 0
-    assert rootfs.parse_options(["defaults"]).flags == 0
+    assert mountopts.parse_options(["ro", "rw"]).flags == 0
+    assert mountopts.parse_options(["nosuid", "suid"]).flags == 0
+    assert mountopts.parse_options(["defaults"]).flags == 0
 
 
 def test_describe_flags() -> None:
-    assert rootfs.describe_flags(sc.MS_BIND | sc.MS_REC | sc.MS_RDONLY) == "rbind,ro"
-    assert rootfs.describe_flags(0) == "none"
+    assert mountopts.describe_flags(sc.MS_BIND | sc.MS_REC | sc.MS_RDONLY) == "rbind,ro"
+    assert mountopts.describe_flags(0) == "none"
 
 
 def test_idmap_options_are_not_mount_data():
     from ocirt.linux import rootfs
 
-    parsed = rootfs.parse_options(["rbind", "ridmap", "ro"])
+    parsed = mountopts.parse_options(["rbind", "ridmap", "ro"])
     assert parsed.idmap == "ridmap" and parsed.data == []
     assert rootfs.is_idmapped({"options": ["bind", "idmap"]})
     assert rootfs.is_idmapped({"options": ["bind"], "uidMappings": [{}]})

@@ -169,7 +169,7 @@ def test_private_root_propagation_needs_pivot_root(tmp_path: Path) -> None:
 def test_the_rootfs_parent_walk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """EINVAL means "not a mount point": the propagation change walks up to the first mount."""
     from ocirt.errors import SyscallError
-    from ocirt.linux import rootfs
+    from ocirt.linux import pivot, rootfs
 
     calls: list[str] = []
 
@@ -180,6 +180,6 @@ def test_the_rootfs_parent_walk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
             raise SyscallError(f"mount({target!r})", 22)
 
     monkeypatch.setattr(sc, "mount", fake_mount)
-    steps = rootfs.prepare_steps(rootfs.RootContext("/srv/bundle/rootfs"), "rshared")
+    steps = pivot.prepare_steps(rootfs.RootContext("/srv/bundle/rootfs"), "rshared")
     steps[1].run()
     assert calls == ["/srv/bundle/rootfs", "/srv/bundle", "/srv"]

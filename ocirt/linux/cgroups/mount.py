@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 def mount_steps(manager: CgroupDriver, ctx: Any, mount: dict[str, Any], flags: int) -> list[Step]:
     """cgroup2 itself on a pure v2 host; otherwise a tmpfs holding a bind of the container's
     own cgroup from each hierarchy (as runc shows v1 and hybrid)."""
-    from ocirt.linux import procfs, rootfs
+    from ocirt.linux import mountopts, procfs, rootfs
     from ocirt.linux import syscalls as sc
 
     destination: str = mount["destination"]
@@ -55,7 +55,7 @@ def mount_steps(manager: CgroupDriver, ctx: Any, mount: dict[str, Any], flags: i
         name = hierarchy.name.replace("name=", "")
         source = manager.dirs[hierarchy.name]
         steps.append(Step(f"bind {source} on {destination}/{name} "
-                          f"({rootfs.describe_flags(bind_flags)})",
+                          f"({mountopts.describe_flags(bind_flags)})",
                           partial(bind, name, source)))
     if flags & sc.MS_RDONLY:
         def remount_ro() -> None:
