@@ -4,7 +4,7 @@ Layers (each only calls the ones below it):
   cli        -> argument parsing, logging, exit codes (``ocirt.cli``)
   container  -> the lifecycle: create, start, state, kill, delete, run, list (``ocirt.container``)
   linux      -> building blocks: namespaces, rootfs, cgroups, process, ... (``ocirt.linux``)
-  syscalls   -> one ctypes binding module (``ocirt.linux.syscalls``)
+  syscalls   -> the one binding layer for foreign calls (``ocirt.linux.syscalls``)
 """
 
 __version__ = "0.1.0"

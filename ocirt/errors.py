@@ -61,15 +61,58 @@ class NotRunning(StateError):
         super().__init__("container not running")
 
 
-class SyscallError(OcirtError):
-    """A kernel call failed: names the call, its arguments and the errno as text."""
+class SyscallError(OcirtError, OSError):
+    """A kernel call failed: names the call, its arguments and the errno's name and text.
+
+    ``call`` is the call as made (``mount('proc', '/x/proc', 'proc', 0xe, None)``); ``detail``
+    what it was for. Also an ``OSError`` with ``errno`` and ``strerror``, of the subclass Python
+    gives that errno (``FileNotFoundError`` for ENOENT...), so code that handles a failure by
+    its errno treats it as it would the ``os`` module's. The CLI prints ``str(err)``:
+    ``<detail>: <call>: <strerror> (<ERRNO>)``.
+    """
+
+    def __new__(cls, call: str, err: int, detail: str = "") -> SyscallError:
+        kind = _OS_ERRORS.get(err) if cls is SyscallError else None
+        if kind is not None:
+            cls = _with_errno_class(kind)
+        self: SyscallError = OSError.__new__(cls)
+        return self
 
     def __init__(self, call: str, err: int, detail: str = "") -> None:
         name = _errno.errorcode.get(err, str(err))
         text = f"{call}: {os.strerror(err)} ({name})"
         super().__init__(f"{detail}: {text}" if detail else text)
-        self.call = call
         self.errno = err
+        self.strerror = os.strerror(err)
+        self.call = call
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return self.message
+
+    @classmethod
+    def of(cls, call: str, err: OSError, detail: str = "") -> SyscallError:
+        """The same shape for an ``OSError`` that Python's ``os`` functions raised."""
+        return cls(call, err.errno or 0, detail)
+
+
+_OS_ERRORS: dict[int, type[OSError]] = {
+    _errno.ENOENT: FileNotFoundError, _errno.EEXIST: FileExistsError,
+    _errno.ENOTDIR: NotADirectoryError, _errno.EISDIR: IsADirectoryError,
+    _errno.EACCES: PermissionError, _errno.EPERM: PermissionError,
+    _errno.ESRCH: ProcessLookupError, _errno.EINTR: InterruptedError,
+    _errno.EAGAIN: BlockingIOError, _errno.ECHILD: ChildProcessError,
+    _errno.EPIPE: BrokenPipeError, _errno.ETIMEDOUT: TimeoutError,
+}
+_ERRNO_CLASSES: dict[type[OSError], type[SyscallError]] = {}
+
+
+def _with_errno_class(kind: type[OSError]) -> type[SyscallError]:
+    """SyscallError that is also ``kind`` (made once per kind)."""
+    made = _ERRNO_CLASSES.get(kind)
+    if made is None:
+        made = _ERRNO_CLASSES[kind] = type("SyscallError", (SyscallError, kind), {})
+    return made
 
 
 class ExecError(OcirtError):

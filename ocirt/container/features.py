@@ -18,18 +18,14 @@ OCI_VERSION_MIN = "1.0.0"
 
 
 def _capabilities() -> list[str]:
-    import ctypes
+    from ocirt.linux.syscalls import capng
 
-    from ocirt.linux.capabilities import _capng
-
-    lib = _capng()
-    lib.capng_capability_to_name.restype = ctypes.c_char_p
     names = []
     for number in range(64):
-        name = lib.capng_capability_to_name(number)
+        name = capng.capability_to_name(number)
         if not name:
             break
-        names.append("CAP_" + name.decode().upper())
+        names.append("CAP_" + name.upper())
     return names
 
 

@@ -1,4 +1,5 @@
-"""Capabilities through libcap-ng (ctypes): the five sets of process.capabilities.
+"""Capabilities: the five sets of process.capabilities, through libcap-ng (bound in
+``ocirt.linux.syscalls.capng``).
 
 ``resolve`` (in the parent, at plan time) turns names into numbers: a name libcap-ng does not
 know is an error naming it and its JSON path; a capability this host's bounding set lacks (so no
@@ -17,45 +18,30 @@ what /proc/self/status shows in the container, set for set.
 
 from __future__ import annotations
 
-import ctypes
-
-from ocirt.errors import ConfigError, OcirtError, SyscallError
+from ocirt.errors import ConfigError
 from ocirt.linux import syscalls as sc
+from ocirt.linux.syscalls import capng
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-CAPNG_DROP, CAPNG_ADD = 0, 1
-CAPNG_EFFECTIVE, CAPNG_PERMITTED, CAPNG_INHERITABLE, CAPNG_BOUNDING_SET = 1, 2, 4, 8
-CAPNG_SELECT_CAPS, CAPNG_SELECT_BOUNDS, CAPNG_SELECT_BOTH = 16, 32, 48
-
 SETS = ("bounding", "effective", "inheritable", "permitted", "ambient")
 CAP_SYS_ADMIN = 21
-_CAPNG_TYPE = {"effective": CAPNG_EFFECTIVE, "permitted": CAPNG_PERMITTED,
-               "inheritable": CAPNG_INHERITABLE, "bounding": CAPNG_BOUNDING_SET}
-
-_lib: ctypes.CDLL | None = None
+_CAPNG_TYPE = {"effective": capng.CAPNG_EFFECTIVE, "permitted": capng.CAPNG_PERMITTED,
+               "inheritable": capng.CAPNG_INHERITABLE}
 
 
-def _capng() -> ctypes.CDLL:
-    global _lib
-    if _lib is None:
-        try:
-            _lib = ctypes.CDLL("libcap-ng.so.0", use_errno=True)
-        except OSError as err:
-            raise OcirtError(f"loading libcap-ng (package libcap-ng0): {err}") from err
-        _lib.capng_name_to_capability.argtypes = [ctypes.c_char_p]
-        _lib.capng_update.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_uint]
-    return _lib
+def _capng() -> None:
+    """Load libcap-ng now: after pivot_root the host's library can no longer be found."""
+    capng.load()
 
 
 def capability_number(name: str) -> int:
     """CAP_NET_ADMIN -> 12; -1 when libcap-ng does not know the name."""
     if not name.startswith("CAP_"):
         return -1
-    number: int = _capng().capng_name_to_capability(name[4:].lower().encode())
-    return number
+    return capng.name_to_capability(name[4:].lower())
 
 
 def resolve(capabilities: dict[str, Any], where: str = "$.process.capabilities"
@@ -66,7 +52,7 @@ def resolve(capabilities: dict[str, Any], where: str = "$.process.capabilities"
     out with a warning that names it (runc drops it with "ignoring unknown or unavailable
     capabilities"; the spec says such a value MUST be logged as a warning).
     """
-    _capng()  # loaded here, in the parent: the container's init applies the sets after
+    capng.load()  # loaded here, in the parent: the container's init applies the sets after
     # pivot_root, where the host's libcap-ng cannot be found (a config with only empty sets
     # used to fail exactly so)
     host = host_bounding_set()
@@ -131,27 +117,14 @@ def describe(capabilities: dict[str, Any]) -> list[str]:
             for set_name in SETS]
 
 
-def _apply(select: int, what: str) -> None:
-    if _capng().capng_apply(select) != 0:
-        raise SyscallError(f"capng_apply({what})", ctypes.get_errno() or 1)
-
-
 def drop_bounding(sets: dict[str, list[int]]) -> None:
-    lib = _capng()
-    lib.capng_clear(CAPNG_SELECT_BOTH)
-    for number in sets["bounding"]:
-        lib.capng_update(CAPNG_ADD, CAPNG_BOUNDING_SET, number)
-    _apply(CAPNG_SELECT_BOUNDS, "bounding set")
+    capng.apply_sets(capng.CAPNG_SELECT_BOUNDS, {capng.CAPNG_BOUNDING_SET: sets["bounding"]})
 
 
 def apply_sets(sets: dict[str, list[int]]) -> None:
     """Set effective, permitted and inheritable exactly, then raise the ambient set."""
-    lib = _capng()
-    lib.capng_clear(CAPNG_SELECT_CAPS)
-    for set_name in ("effective", "permitted", "inheritable"):
-        for number in sets[set_name]:
-            lib.capng_update(CAPNG_ADD, _CAPNG_TYPE[set_name], number)
-    _apply(CAPNG_SELECT_CAPS, "effective/permitted/inheritable")
+    capng.apply_sets(capng.CAPNG_SELECT_CAPS,
+                     {kind: sets[name] for name, kind in _CAPNG_TYPE.items()})
     sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_CLEAR_ALL)
     # The kernel only lets a capability be ambient if it is permitted and inheritable; like
     # runc, ocirt skips the others rather than failing (runc 1.1's default spec asks for them;

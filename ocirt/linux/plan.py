@@ -29,7 +29,17 @@ class Step:
         return self.text
 
     def run(self) -> None:
-        self.action()
+        global current_step
+        outer, current_step = current_step, self
+        try:
+            self.action()
+        finally:
+            current_step = outer
+
+
+current_step: Step | None = None
+"""The Step whose action is running (the binding layer's recording double notes it with each
+call, so a test can tell which Step made which call)."""
 
 
 def run_all(steps: list[Step]) -> None:

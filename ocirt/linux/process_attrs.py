@@ -9,8 +9,6 @@ Values are checked when the plan is built, so a typo fails ``create`` before any
 
 from __future__ import annotations
 
-from _functools import partial  # functools.partial; functools imports collections (~2 ms)
-
 from ocirt.errors import ConfigError
 from ocirt.linux import syscalls as sc
 from ocirt.linux.plan import Step
@@ -41,7 +39,7 @@ def personality_steps(linux: dict[str, Any]) -> list[Step]:
         raise ConfigError("$.linux.personality.flags",
                           "personality flags are not supported (the spec defines none)")
     value = PERSONALITIES[domain]
-    return [Step(f"personality({domain})", partial(sc.personality, value))]
+    return [Step(f"personality({domain})", lambda: sc.personality(value))]
 
 
 MEMORY_POLICY_MODES = {"MPOL_DEFAULT": 0, "MPOL_PREFERRED": 1, "MPOL_BIND": 2,
@@ -99,8 +97,8 @@ def memory_policy_steps(linux: dict[str, Any],
                               f"host (online: {sorted(host)})")
     text = " | ".join([mode, *(policy.get("flags") or [])]) + (
         f", nodes {policy['nodes']}" if nodes else "")
-    return [Step(f"set_mempolicy({text})",
-                 partial(sc.set_mempolicy, MEMORY_POLICY_MODES[mode] | flags, nodes, text))]
+    value = MEMORY_POLICY_MODES[mode] | flags
+    return [Step(f"set_mempolicy({text})", lambda: sc.set_mempolicy(value, nodes, text))]
 
 
 def process_steps(process: dict[str, Any]) -> list[Step]:
@@ -110,9 +108,9 @@ def process_steps(process: dict[str, Any]) -> list[Step]:
         ioclass = ioprio.get("class")
         if ioclass not in IOPRIO_CLASSES:
             raise ConfigError("$.process.ioPriority.class", f"unknown class {ioclass!r}")
-        level = int(ioprio.get("priority", 0))
+        level, number = int(ioprio.get("priority", 0)), IOPRIO_CLASSES[ioclass]
         steps.append(Step(f"ioprio_set({ioclass}, {level})",
-                          partial(sc.ioprio_set, IOPRIO_CLASSES[ioclass], level)))
+                          lambda: sc.ioprio_set(number, level)))
     scheduler = process.get("scheduler")
     if scheduler:
         policy = scheduler.get("policy")
@@ -128,5 +126,5 @@ def process_steps(process: dict[str, Any]) -> list[Step]:
                 int(scheduler.get("priority", 0)), int(scheduler.get("runtime", 0)),
                 int(scheduler.get("deadline", 0)), int(scheduler.get("period", 0)))
         steps.append(Step(f"sched_setattr({policy}, nice={args[2]}, priority={args[3]})",
-                          partial(sc.sched_setattr, *args)))
+                          lambda: sc.sched_setattr(*args)))
     return steps

@@ -18,7 +18,8 @@ from ocirt import log
 from ocirt.config import validate
 from ocirt.errors import ConfigError
 from ocirt.linux import seccomp
-from ocirt.linux.seccomp import SeccompFilter, bpf_cache, kernel, rules
+from ocirt.linux.seccomp import SeccompFilter, bpf_cache, rules
+from ocirt.linux.syscalls import seccomp as kseccomp
 
 OFFICIAL = Path(__file__).parents[3] / "shared/oci-runtime-spec/schema"
 PR_SET_NO_NEW_PRIVS = 38
@@ -242,7 +243,7 @@ def run_in_child(bpf: bytes, flags: int, call: Any) -> int:
         try:
             libc = ctypes.CDLL(None, use_errno=True)
             libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
-            kernel.install(bpf, flags)
+            kseccomp.install_filter(bpf, flags)
             os._exit(call())
         except BaseException:
             os._exit(99)

@@ -4,9 +4,9 @@ One module per concern:
 
 * ``rules``: the profile as data (action, architecture, operator and flag values; one rule,
   checked with its JSON path). No foreign calls.
-* ``compile``: libseccomp, through pyseccomp (imported only on a cache miss: ~20 ms).
+* ``compile``: the rules through libseccomp into BPF (``ocirt.linux.syscalls.seccomp`` binds
+  libseccomp and seccomp(2); pyseccomp is imported only on a cache miss: ~20 ms).
 * ``bpf_cache``: compiled programs kept under ``<cache_dir>/seccomp/<key>.bpf``.
-* ``kernel``: seccomp(2) (prctl as the fallback) to install a program or ask about a flag.
 * ``filter``: ``SeccompFilter``, a profile from its checks through ``prepare`` (parent) to
   ``load`` (the container's init, just before execve).
 * ``support``: the default profile ``ocirt spec`` writes and ``ocirt features``'s part.

@@ -8,7 +8,8 @@ Three stages, each in the process that can do it best:
 * ``prepare()`` (the parent, before it forks) gives it a classic BPF program: read back from the
   cache (``bpf_cache``; pyseccomp is then never imported) or compiled (``compile``) and cached.
 * ``load()`` (the container's init, as the very last step before execve) installs the program
-  with seccomp(2) itself (``kernel``), cached or not, so every flag is ours to pass:
+  with seccomp(2) itself (``ocirt.linux.syscalls.seccomp``), cached or not, so every flag is
+  ours to pass:
   SECCOMP_FILTER_FLAG_LOG, SPEC_ALLOW, TSYNC and, when a rule uses SCMP_ACT_NOTIFY,
   NEW_LISTENER (plus WAIT_KILLABLE_RECV if asked). The listener fd is then sent with SCM_RIGHTS
   to ``listenerPath``, with the container process state as payload, as config-linux.md says; the
@@ -29,7 +30,6 @@ from ocirt import jsonfast, log
 from ocirt.errors import ConfigError, OcirtError
 from ocirt.linux.seccomp.bpf_cache import cache_key, default_cache_dir, read_cached, write_cache
 from ocirt.linux.seccomp.compile import compile_bpf, log_unknown_names
-from ocirt.linux.seccomp.kernel import install
 from ocirt.linux.seccomp.rules import (
     ARCHES,
     FLAGS,
@@ -41,6 +41,7 @@ from ocirt.linux.seccomp.rules import (
     condition_text,
     parse_rule,
 )
+from ocirt.linux.syscalls import seccomp as kseccomp
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -172,7 +173,7 @@ class SeccompFilter:
         """
         if self.bpf is None:
             raise OcirtError("seccomp: the filter was not prepared")
-        fd = install(self.bpf, self.flags())
+        fd = kseccomp.install_filter(self.bpf, self.flags())
         if fd < 0:
             return
         if self.listener is None:

@@ -8,7 +8,6 @@ import os
 from ocirt import jsonfast
 from ocirt.errors import OcirtError
 from ocirt.linux.seccomp.compile import libseccomp_version
-from ocirt.linux.seccomp.kernel import flag_supported
 from ocirt.linux.seccomp.rules import (
     ACTIONS,
     ARCHES,
@@ -17,6 +16,7 @@ from ocirt.linux.seccomp.rules import (
     SECCOMP_FILTER_FLAG_NEW_LISTENER,
     SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
 )
+from ocirt.linux.syscalls import seccomp as kseccomp
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ def features() -> dict[str, Any]:
     except OcirtError:
         return {"enabled": False}
     # WAIT_KILLABLE_RECV is only valid with a listener: asked together with NEW_LISTENER.
-    supported = [name for name, flag in FLAGS.items() if flag_supported(
+    supported = [name for name, flag in FLAGS.items() if kseccomp.flag_supported(
         flag | (SECCOMP_FILTER_FLAG_NEW_LISTENER
                 if flag == SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV else 0))]
     return {"enabled": True, "actions": list(ACTIONS), "operators": list(OPERATORS),

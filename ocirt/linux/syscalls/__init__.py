@@ -1,0 +1,68 @@
+"""The one binding layer: every foreign call ocirt makes goes through this package.
+
+Nothing outside it loads a library or calls through ctypes (tests/unit/test_syscalls.py checks
+the source). Constants are named as in the kernel headers (``consts``); system call numbers come
+from one per-machine table (``numbers``); libc is loaded once (``libc``). Each wrapper raises
+``SyscallError`` naming the call, its arguments and the errno, so callers never check return
+values themselves.
+
+  mounts     mount, umount2, pivot_root, openat2, the new mount API, fstatfs   (re-exported here)
+  task       unshare, setns, prctl, hostnames, keyring, scheduling, clone3    (re-exported here)
+  capng      libcap-ng, loaded on first use                       (import the module itself)
+  seccomp    seccomp(2); libseccomp and pyseccomp, loaded on first use   (import the module)
+  bpf        bpf(2) for cgroup v2 device programs                         (import the module)
+  double     the test double: ``with syscalls.recording() as calls:`` records every call
+             made through this layer (name, arguments, the plan Step running) instead of
+             making it, and returns plausible results
+
+Callers use the module attribute (``sc.mount(...)``, ``capng.apply_sets(...)``), never a name
+imported out of it, so the double sees every call.
+"""
+
+from __future__ import annotations
+
+from ocirt.linux.syscalls.consts import *  # noqa: F403
+from ocirt.linux.syscalls.mounts import (
+    fsmount_new,
+    fstatfs_type,
+    mount,
+    mount_setattr,
+    move_mount,
+    open_tree,
+    openat2,
+    pivot_root,
+    umount2,
+)
+from ocirt.linux.syscalls.task import (
+    fork_into_cgroup,
+    ioprio_set,
+    join_session_keyring,
+    personality,
+    prctl,
+    sched_setaffinity,
+    sched_setattr,
+    set_mempolicy,
+    setdomainname,
+    sethostname,
+    setns,
+    unshare,
+)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ocirt.linux.syscalls.double import Recorder
+
+__all__ = ["fork_into_cgroup", "fsmount_new", "fstatfs_type", "ioprio_set", "join_session_keyring",
+           "mount", "mount_setattr", "move_mount", "open_tree", "openat2", "personality",
+           "pivot_root", "prctl", "recording", "sched_setaffinity", "sched_setattr",
+           "set_mempolicy", "setdomainname", "sethostname", "setns", "umount2", "unshare"]
+
+
+def recording(results: dict[str, object] | None = None,
+              passthrough: tuple[str, ...] = ("openat2", "fstatfs_type")) -> Recorder:
+    """A context manager that swaps every binding for a recorder (see ``double``):
+    ``results`` gives calls' results by name (a value, an exception, or a function of the
+    call's arguments); the calls in ``passthrough`` are recorded and made."""
+    from ocirt.linux.syscalls.double import Recorder
+
+    return Recorder(results or {}, passthrough)

@@ -1,0 +1,51 @@
+"""libc, loaded once for the whole binding layer, and the helpers every binding shares.
+
+``syscall(name, ...)`` makes a raw system call by name through the per-machine table in
+``numbers``; a name this machine has no number for fails as the kernel would for an unknown
+call (ENOSYS), saying so. ``fail`` builds the one error shape: ``SyscallError`` naming the
+call with its arguments and the errno.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+
+from ocirt.errors import SyscallError
+from ocirt.linux.syscalls.numbers import MACHINE, NR
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+LIBC = ctypes.CDLL(None, use_errno=True)
+_syscall = LIBC.syscall
+_syscall.restype = ctypes.c_long
+
+
+class UnknownNumber(SyscallError):
+    """This machine has no entry for the call in ``numbers.TABLE``."""
+
+
+def syscall(name: str, *args: Any) -> int:
+    """syscall(2) by name: the raw result (-1 with errno set on failure)."""
+    number = NR.get(name)
+    if number is None:
+        raise UnknownNumber(name, errno.ENOSYS,
+                            f"ocirt knows no number for {name} on {MACHINE}")
+    result: int = _syscall(ctypes.c_long(number), *args)
+    return result
+
+
+def fail(call: str, detail: str = "") -> SyscallError:
+    """The error for the call that just failed (errno read now)."""
+    return SyscallError(call, ctypes.get_errno(), detail)
+
+
+def errno_now() -> int:
+    return ctypes.get_errno()
+
+
+def b(value: str | None) -> bytes | None:
+    return None if value is None else os.fsencode(value)

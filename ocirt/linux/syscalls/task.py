@@ -1,0 +1,153 @@
+"""Calls that change the calling process (the kernel's task): namespaces, prctl, names,
+keyring, personality, scheduling, NUMA policy, and a fork into a cgroup2 directory."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+
+from ocirt.errors import SyscallError
+from ocirt.linux.syscalls.consts import (
+    CLONE_INTO_CGROUP,
+    IOPRIO_WHO_PROCESS,
+    KEYCTL_JOIN_SESSION_KEYRING,
+    SIGCHLD,
+)
+from ocirt.linux.syscalls.libc import LIBC, b, errno_now, fail, syscall
+from ocirt.linux.syscalls.numbers import NR
+
+CALLS = ("unshare", "setns", "prctl", "sethostname", "setdomainname", "join_session_keyring",
+         "personality", "set_mempolicy", "ioprio_set", "sched_setattr", "sched_setaffinity",
+         "fork_into_cgroup")
+
+_unshare = LIBC.unshare
+_unshare.argtypes = [ctypes.c_int]
+_setns = LIBC.setns
+_setns.argtypes = [ctypes.c_int, ctypes.c_int]
+_prctl = LIBC.prctl
+_prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+_sethostname = LIBC.sethostname
+_sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+_setdomainname = LIBC.setdomainname
+_setdomainname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+_sched_setaffinity = LIBC.sched_setaffinity
+_sched_setaffinity.argtypes = [ctypes.c_int, ctypes.c_size_t, ctypes.c_char_p]
+
+
+def unshare(flags: int) -> None:
+    if _unshare(flags) != 0:
+        raise fail(f"unshare({flags:#x})")
+
+
+def setns(fd: int, nstype: int, detail: str = "") -> None:
+    if _setns(fd, nstype) != 0:
+        raise fail(f"setns({fd}, {nstype:#x})", detail)
+
+
+def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+    result: int = _prctl(option, arg2, arg3, arg4, arg5)
+    if result < 0:
+        raise fail(f"prctl({option}, {arg2}, {arg3})")
+    return result
+
+
+def sethostname(name: str) -> None:
+    raw = name.encode()
+    if _sethostname(raw, len(raw)) != 0:
+        raise fail(f"sethostname({name!r})")
+
+
+def setdomainname(name: str) -> None:
+    raw = name.encode()
+    if _setdomainname(raw, len(raw)) != 0:
+        raise fail(f"setdomainname({name!r})")
+
+
+def join_session_keyring(name: str) -> None:
+    """Give this process a new session keyring (so containers do not share the host's)."""
+    result = syscall("keyctl", ctypes.c_long(KEYCTL_JOIN_SESSION_KEYRING), b(name))
+    if result < 0 and errno_now() != errno.ENOSYS:  # a kernel without keyrings
+        raise fail(f"keyctl(KEYCTL_JOIN_SESSION_KEYRING, {name!r})")
+
+
+def personality(persona: int) -> None:
+    if syscall("personality", ctypes.c_ulong(persona)) == -1:
+        raise fail(f"personality({persona:#x})")
+
+
+def set_mempolicy(mode: int, nodes: list[int], text: str) -> None:
+    """The calling thread's NUMA policy (inherited by its children and across execve)."""
+    bits = 8 * ctypes.sizeof(ctypes.c_ulong)
+    words = (max(nodes, default=0) // bits) + 1
+    mask = (ctypes.c_ulong * words)()
+    for node in nodes:
+        mask[node // bits] |= 1 << (node % bits)
+    # maxnode counts one more than the bits given (set_mempolicy(2), as numactl passes it)
+    if syscall("set_mempolicy", ctypes.c_long(mode), mask if nodes else None,
+               ctypes.c_ulong(words * bits + 1 if nodes else 0)) != 0:
+        raise fail(f"set_mempolicy({text})")
+
+
+def ioprio_set(ioclass: int, level: int) -> None:
+    value = (ioclass << 13) | level
+    if syscall("ioprio_set", ctypes.c_long(IOPRIO_WHO_PROCESS), ctypes.c_long(0),
+               ctypes.c_long(value)) != 0:
+        raise fail(f"ioprio_set(IOPRIO_WHO_PROCESS, 0, class={ioclass} level={level})")
+
+
+class _SchedAttr(ctypes.Structure):
+    _fields_ = [("size", ctypes.c_uint32), ("sched_policy", ctypes.c_uint32),
+                ("sched_flags", ctypes.c_uint64), ("sched_nice", ctypes.c_int32),
+                ("sched_priority", ctypes.c_uint32), ("sched_runtime", ctypes.c_uint64),
+                ("sched_deadline", ctypes.c_uint64), ("sched_period", ctypes.c_uint64)]
+
+
+def sched_setattr(policy: int, flags: int, nice: int, priority: int, runtime: int,
+                  deadline: int, period: int) -> None:
+    attr = _SchedAttr(ctypes.sizeof(_SchedAttr), policy, flags, nice, priority, runtime,
+                      deadline, period)
+    if syscall("sched_setattr", ctypes.c_long(0), ctypes.byref(attr), ctypes.c_uint(0)) != 0:
+        raise fail(f"sched_setattr(policy={policy}, nice={nice}, priority={priority}, "
+                   f"flags={flags:#x})")
+
+
+def sched_setaffinity(pid: int, mask: bytes, cpus: str) -> None:
+    """Set ``pid``'s CPU mask (bit N: CPU N); ``cpus`` says which, for the error."""
+    if _sched_setaffinity(pid, len(mask), mask) != 0:
+        raise fail(f"sched_setaffinity({pid}, [{cpus}])")
+
+
+class _CloneArgs(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_uint64) for name in (
+        "flags", "pidfd", "child_tid", "parent_tid", "exit_signal", "stack", "stack_size",
+        "tls", "set_tid", "set_tid_size", "cgroup")]
+
+
+def fork_into_cgroup(cgroup_fd: int) -> int:
+    """``os.fork()`` whose child starts in the cgroup2 directory open as ``cgroup_fd``
+    (clone3 with CLONE_INTO_CGROUP, Linux 5.7): 0 in the child, its pid in the parent.
+
+    The interpreter is prepared and restored around the call as ``os.fork`` does it
+    (PyOS_BeforeFork, PyOS_AfterFork_Child/_Parent), and the call is made with the GIL held
+    (through ``pythonapi``), so the child runs no Python code before it is set right. Only for
+    a single-threaded caller, as glibc's own fork handlers do not run.
+    """
+    call = f"clone3(CLONE_INTO_CGROUP, cgroup={cgroup_fd})"
+    number = NR.get("clone3")
+    if number is None:
+        raise SyscallError(call, errno.ENOSYS, "ocirt knows no number for clone3 here")
+    args = _CloneArgs(flags=CLONE_INTO_CGROUP, exit_signal=SIGCHLD, cgroup=cgroup_fd)
+    api = ctypes.pythonapi
+    clone3 = ctypes.PyDLL(None, use_errno=True).syscall
+    clone3.restype = ctypes.c_long
+    clone3.argtypes = [ctypes.c_long, ctypes.c_void_p, ctypes.c_size_t]
+    api.PyOS_BeforeFork()
+    pid: int = clone3(number, ctypes.byref(args), ctypes.sizeof(args))
+    if pid == 0:
+        api.PyOS_AfterFork_Child()
+        return 0
+    code = ctypes.get_errno()
+    api.PyOS_AfterFork_Parent()
+    if pid < 0:
+        raise SyscallError(call, code)
+    return pid

@@ -1,0 +1,197 @@
+"""The binding layer: the one place that loads libraries and makes foreign calls, its table of
+system call numbers per machine, and the one shape of a failed kernel call."""
+
+from __future__ import annotations
+
+import ast
+import errno
+from pathlib import Path
+
+import pytest
+
+from ocirt.errors import OcirtError, SyscallError
+from ocirt.linux import syscalls as sc
+from ocirt.linux.syscalls import libc, numbers
+
+OCIRT = Path(__file__).resolve().parents[2] / "ocirt"
+BINDING = OCIRT / "linux" / "syscalls"
+# Modules through which Python code reaches foreign code.
+FOREIGN_MODULES = ("ctypes", "_ctypes", "pyseccomp", "cffi", "seccomp")
+LOADERS = ("CDLL", "PyDLL", "LoadLibrary", "find_library", "cdll", "pydll", "dlopen")
+
+# The audit architecture tokens libseccomp takes (linux/audit.h AUDIT_ARCH_*).
+AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7, "riscv64": 0xC00000F3,
+              "ppc64le": 0xC0000015, "s390x": 0x80000016}
+
+
+def _modules_outside_the_binding_layer() -> list[Path]:
+    return [p for p in sorted(OCIRT.rglob("*.py")) if BINDING not in p.parents]
+
+
+def test_no_module_outside_the_binding_layer_reaches_foreign_code() -> None:
+    offences = []
+    for path in _modules_outside_the_binding_layer():
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            elif isinstance(node, (ast.Name, ast.Attribute)):
+                name = node.id if isinstance(node, ast.Name) else node.attr
+                if name in LOADERS:
+                    offences.append(f"{path.relative_to(OCIRT)}:{node.lineno}: {name}")
+                continue
+            else:
+                continue
+            for name in names:
+                if name.split(".")[0] in FOREIGN_MODULES:
+                    offences.append(f"{path.relative_to(OCIRT)}:{node.lineno}: import {name}")
+    assert not offences, offences
+
+
+def test_the_binding_layer_is_where_libraries_are_loaded() -> None:
+    # (so the check above would notice if they moved out again)
+    text = "".join(p.read_text() for p in BINDING.glob("*.py"))
+    for library in ("CDLL(None", "libcap-ng.so.0", "libseccomp.so.2", "import pyseccomp"):
+        assert library in text, library
+
+
+def test_binding_modules_stay_small() -> None:
+    for path in BINDING.glob("*.py"):
+        assert len(path.read_text().splitlines()) < 400, path
+
+
+def _names_called_by_number() -> set[str]:
+    """Every ``syscall("name", ...)`` in the binding layer, plus the ones looked up in NR."""
+    found = set()
+    for path in BINDING.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                    and node.func.id == "syscall" and node.args
+                    and isinstance(node.args[0], ast.Constant)):
+                found.add(node.args[0].value)
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "get" and isinstance(node.func.value, ast.Name)
+                    and node.func.value.id == "NR" and isinstance(node.args[0], ast.Constant)):
+                found.add(node.args[0].value)
+    return found
+
+
+def test_every_call_made_by_number_is_in_every_machines_table() -> None:
+    used = _names_called_by_number()
+    assert {"pivot_root", "seccomp", "bpf", "clone3", "openat2"} <= used
+    assert {"x86_64", "aarch64"} <= set(numbers.TABLE)
+    for machine, table in numbers.TABLE.items():
+        assert used <= set(table), (machine, sorted(used - set(table)))
+
+
+@pytest.mark.parametrize(("machine", "name", "number"), [
+    ("x86_64", "pivot_root", 155), ("aarch64", "pivot_root", 41),
+    ("x86_64", "seccomp", 317), ("aarch64", "seccomp", 277),
+    ("x86_64", "bpf", 321), ("aarch64", "bpf", 280),
+    ("x86_64", "keyctl", 250), ("aarch64", "keyctl", 219),
+    ("x86_64", "clone3", 435), ("aarch64", "clone3", 435),
+    ("x86_64", "mount_setattr", 442), ("aarch64", "mount_setattr", 442),
+])
+def test_known_numbers(machine: str, name: str, number: int) -> None:
+    assert numbers.TABLE[machine][name] == number
+
+
+@pytest.mark.parametrize("machine", sorted(numbers.TABLE))
+def test_table_agrees_with_libseccomp(machine: str) -> None:
+    from ocirt.linux.syscalls import seccomp
+
+    try:
+        seccomp.libseccomp_version()
+    except OcirtError:
+        pytest.skip("no libseccomp here")
+    checked = 0
+    for name, number in numbers.TABLE[machine].items():
+        known = seccomp.resolve_name(name, AUDIT_ARCH[machine])
+        if known < 0:
+            continue  # a call newer than this libseccomp
+        assert known == number, (machine, name)
+        checked += 1
+    assert checked >= 15
+
+
+def test_this_machine_has_its_numbers() -> None:
+    assert numbers.NR is numbers.TABLE[numbers.MACHINE] or numbers.MACHINE not in numbers.TABLE
+    assert numbers.ALIASES["arm64"] == "aarch64"
+
+
+def test_a_machine_without_numbers_gets_enosys_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(libc, "NR", {})
+    monkeypatch.setattr(libc, "MACHINE", "m68k")
+    with pytest.raises(SyscallError) as info:
+        sc.pivot_root("/new", "/new")
+    assert info.value.errno == errno.ENOSYS
+    assert str(info.value) == ("ocirt knows no number for pivot_root on m68k: "
+                               "pivot_root: Function not implemented (ENOSYS)")
+
+
+# --- one error shape --------------------------------------------------------------------------
+
+def test_a_failed_call_names_itself_its_arguments_and_the_errno() -> None:
+    with pytest.raises(SyscallError) as info:
+        sc.setns(-1, sc.CLONE_NEWNET, "joining the network namespace")
+    err = info.value
+    assert str(err) == ("joining the network namespace: setns(-1, 0x40000000): "
+                        "Bad file descriptor (EBADF)")
+    assert err.errno == errno.EBADF and err.call == "setns(-1, 0x40000000)"
+    assert isinstance(err, OcirtError) and isinstance(err, OSError)
+
+
+def test_the_error_is_the_oserror_subclass_of_its_errno() -> None:
+    err = SyscallError("openat2(3, 'x', 0x0, resolve=0x10)", errno.ENOENT)
+    assert isinstance(err, FileNotFoundError) and isinstance(err, SyscallError)
+    assert err.strerror == "No such file or directory"
+    assert isinstance(SyscallError("kill(1, 0)", errno.EPERM), PermissionError)
+    assert type(SyscallError("mount", errno.EINVAL)) is SyscallError
+    assert str(SyscallError("mount", 9999)).endswith("(9999)")
+
+
+def test_an_os_error_takes_the_same_shape() -> None:
+    try:
+        Path("/nonexistent-ocirt-dir/x").read_text()
+    except OSError as raw:
+        err = SyscallError.of("open('/nonexistent-ocirt-dir/x', O_RDONLY)", raw, "reading x")
+    assert str(err) == ("reading x: open('/nonexistent-ocirt-dir/x', O_RDONLY): "
+                        "No such file or directory (ENOENT)")
+
+
+def _binding_calls() -> dict[str, set[str]]:
+    """Each binding module (dotted name) and the calls the recording double swaps in it."""
+    from ocirt.linux.syscalls import bpf, capng, mounts, seccomp, task
+
+    return {"ocirt.linux.syscalls": set(mounts.CALLS + task.CALLS),
+            "ocirt.linux.syscalls.capng": set(capng.CALLS),
+            "ocirt.linux.syscalls.seccomp": set(seccomp.CALLS),
+            "ocirt.linux.syscalls.bpf": set(bpf.CALLS)}
+
+
+def test_bindings_are_looked_up_when_called() -> None:
+    """Callers reach a binding through its module at call time (``sc.mount(...)``, also in a
+    Step's lambda), never a reference kept from import or plan time (``from ... import mount``,
+    ``partial(sc.mount, ...)``): the recording double could not see those calls."""
+    bindings = _binding_calls()
+    offences = []
+    for path in _modules_outside_the_binding_layer():
+        tree = ast.parse(path.read_text(), str(path))
+        local: dict[str, set[str]] = {}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                for alias in node.names:
+                    dotted = f"{node.module}.{alias.name}"
+                    if dotted in bindings:
+                        local[alias.asname or alias.name] = bindings[dotted]
+                    elif node.module in bindings and alias.name in bindings[node.module]:
+                        offences.append(f"{path.name}:{node.lineno}: imports {alias.name}")
+        called = {id(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)}
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                    and node.attr in local.get(node.value.id, ()) and id(node) not in called):
+                offences.append(f"{path.name}:{node.lineno}: {node.value.id}.{node.attr} "
+                                "kept, not called")
+    assert not offences, offences
