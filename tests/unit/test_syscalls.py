@@ -195,3 +195,26 @@ def test_bindings_are_looked_up_when_called() -> None:
                 offences.append(f"{path.name}:{node.lineno}: {node.value.id}.{node.attr} "
                                 "kept, not called")
     assert not offences, offences
+
+
+def test_errno_text_is_formatted_in_one_place() -> None:
+    """A failed call is reported as ``SyscallError`` (or with ``errors.errno_text``), never by
+    formatting ``err.strerror`` by hand (which drops the errno's name and the call)."""
+    allowed = {
+        "errors.py",  # the one shape
+        "config/load.py",  # already names the errno, with the bundle's access hint
+        "linux/cgroups/files.py",  # CgroupError: the file, the field and the errno name
+        "linux/process.py",  # exec's errors, worded as runc's for managers to match
+    }
+    offences = []
+    for path in _modules_outside_the_binding_layer():
+        name = str(path.relative_to(OCIRT))
+        if name in allowed:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr == "strerror":
+                offences.append(f"{name}:{node.lineno}")
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "strerror"):
+                offences.append(f"{name}:{node.lineno}: os.strerror")
+    assert not offences, offences
