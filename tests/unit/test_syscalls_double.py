@@ -165,3 +165,16 @@ def test_seccomp_compiled_and_loaded(tmp_path: Path) -> None:
     assert rule.args[2] == [(0, 4, 7, 0)]  # index 0, SCMP_CMP_EQ, 7
     (install,) = calls.of("seccomp.install_filter")
     assert install.args == (f.bpf, f.flags())
+
+
+def test_a_step_inside_a_step_is_noted_then_the_outer_again() -> None:
+    inner = plan.Step("inner", lambda: sc.unshare(sc.CLONE_NEWUTS))
+    outer = plan.Step("outer", lambda: (sc.prctl(sc.PR_SET_DUMPABLE), inner.run(),
+                                        sc.sethostname("x")))
+    with sc.recording() as calls:
+        outer.run()
+    assert [(c.name, c.step) for c in calls] == [("prctl", outer), ("unshare", inner),
+                                                 ("sethostname", outer)]
+    assert plan.current_step is None
+    assert calls.by_step() == [(outer, ["prctl"]), (inner, ["unshare"]),
+                               (outer, ["sethostname"])]
