@@ -14,7 +14,7 @@ import stat
 import struct
 from _functools import partial  # functools.partial; functools imports collections (~2 ms)
 
-from ocirt.errors import ConfigError, ExecError, OcirtError, SyscallError
+from ocirt.errors import ConfigError, ExecError, OcirtError, SyscallError, errno_text
 from ocirt.linux import capabilities, procfs, safepath, trampoline
 from ocirt.linux import syscalls as sc
 from ocirt.linux.plan import Step
@@ -370,7 +370,7 @@ def _setrlimit(name: str, number: int, soft: int, hard: int) -> None:
         resource.setrlimit(number, (soft, hard))
     except (OSError, ValueError) as err:
         current = resource.getrlimit(number)
-        why = str(err)
+        why = errno_text(err) if isinstance(err, OSError) else str(err)
         if hard > current[1]:
             why += " (raising a hard limit needs CAP_SYS_RESOURCE)"
         raise OcirtError(f"setrlimit {name} soft={soft} hard={hard} ($.process.rlimits; "

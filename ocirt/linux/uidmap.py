@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 
-from ocirt.errors import OcirtError, SyscallError
+from ocirt.errors import OcirtError, SyscallError, errno_text
 from ocirt.linux import namespaces, procfs
 
 TYPE_CHECKING = False
@@ -103,7 +103,8 @@ def _run_helper(helper: str, pid: int, entries: list[dict[str, Any]], key: str,
         done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                               timeout=30, check=False)
     except (OSError, subprocess.TimeoutExpired) as err:
-        raise OcirtError(f"running {' '.join(argv)}: {err}") from err
+        why = errno_text(err) if isinstance(err, OSError) else str(err)
+        raise OcirtError(f"running {' '.join(argv)}: {why}") from err
     if done.returncode != 0:
         said = " ".join(done.stderr.split()) or f"exit status {done.returncode}"
         raise OcirtError(f"{' '.join(argv)} refused $.linux.{key}: {said}: the ranges must be "
