@@ -218,3 +218,20 @@ def test_errno_text_is_formatted_in_one_place() -> None:
                     and node.func.attr == "strerror"):
                 offences.append(f"{name}:{node.lineno}: os.strerror")
     assert not offences, offences
+
+
+@pytest.mark.parametrize(("path", "words"), [
+    ("/nonexistent/ns/net", "open('/nonexistent/ns/net', O_RDONLY): No such file or directory "
+                            "(ENOENT)"),
+    ("/proc/self/ns/uts", "'/proc/self/ns/uts' is a uts namespace, not network"),
+])
+def test_a_namespace_to_join_is_a_config_problem_at_its_json_path(path: str, words: str) -> None:
+    from ocirt.errors import ConfigError
+    from ocirt.linux import namespaces
+
+    plan = namespaces.plan_namespaces({"namespaces": [{"type": "pid"},
+                                                      {"type": "network", "path": path}]})
+    with pytest.raises(ConfigError) as info:
+        namespaces.open_namespaces(plan)
+    assert info.value.where == "$.linux.namespaces[1].path"
+    assert words in str(info.value) and "\n" not in str(info.value)
