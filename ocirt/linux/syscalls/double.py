@@ -62,7 +62,8 @@ CAPABILITIES = (
 ALLOW_ALL_BPF = bytes([0x06, 0, 0, 0, 0, 0, 0xFF, 0x7F])
 
 
-# os functions that change the calling process or need privilege: recorded, not made.
+# os functions that change the calling process or need privilege: recorded, and not made
+# unless ``passthrough`` names them (by default os.chdir and os.fchdir are made).
 OS_CALLS = ("setresuid", "setresgid", "setuid", "setgid", "setgroups", "initgroups", "setsid",
             "setpgid", "chroot", "chdir", "fchdir", "dup2", "closerange", "mknod", "chown",
             "fchown", "lchown", "kill", "killpg", "umask", "sched_setaffinity", "setpriority",
