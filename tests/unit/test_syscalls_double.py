@@ -90,9 +90,10 @@ def test_mount_steps_mount_inside_the_rootfs_each_call_in_its_step(tmp_path: Pat
     assert {name for _, names in calls.by_step() for name in names} <= {
         "mount", "openat2", "fstatfs_type", "open_tree", "move_mount", "mount_setattr",
         "fsmount_new", "os.mknod", "os.chown", "os.chdir", "os.fchdir"}
-    # the device nodes were recorded, not made (a plain file stands in for each)
+    # the device nodes were recorded, not made (a plain file stands in for each); without
+    # root the runtime binds the host's node onto an empty file instead of making one
     (null,) = [c for c in calls.of("os.mknod") if c.args[0] == "null"]
-    assert null.args[2] == os.makedev(1, 3)
+    assert null.args[2:] == ((os.makedev(1, 3),) if os.geteuid() == 0 else ())
 
 
 def test_pivot_root_then_the_old_root_is_made_rslave_and_detached(tmp_path: Path) -> None:
