@@ -235,3 +235,22 @@ def test_a_namespace_to_join_is_a_config_problem_at_its_json_path(path: str, wor
         namespaces.open_namespaces(plan)
     assert info.value.where == "$.linux.namespaces[1].path"
     assert words in str(info.value) and "\n" not in str(info.value)
+
+
+def test_libraries_stay_lazy() -> None:
+    """Importing the binding layer (and capabilities, seccomp) loads no library but libc:
+    libcap-ng and libseccomp on first use, pyseccomp only to compile (a BPF cache miss)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            f"sys.path.insert(0, {str(OCIRT.parent)!r})\n"
+            "import ocirt.linux.syscalls, ocirt.linux.syscalls.capng\n"
+            "import ocirt.linux.syscalls.seccomp, ocirt.linux.syscalls.bpf\n"
+            "import ocirt.linux.capabilities, ocirt.linux.seccomp\n"
+            "maps = open('/proc/self/maps').read()\n"
+            "print('libcap-ng' in maps, 'libseccomp' in maps, 'pyseccomp' in sys.modules)\n")
+    result = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True,
+                            text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "False", "False"]
