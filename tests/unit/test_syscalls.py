@@ -254,3 +254,16 @@ def test_libraries_stay_lazy() -> None:
                             text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False", "False", "False"]
+
+
+def test_every_binding_is_listed_for_the_double() -> None:
+    """Each public function of a binding module is in its ``CALLS``, so the double swaps it."""
+    import inspect
+
+    from ocirt.linux.syscalls import bpf, capng, mounts, seccomp, task
+
+    for module in (mounts, task, capng, seccomp, bpf):
+        functions = {name for name, value in vars(module).items()
+                     if inspect.isfunction(value) and value.__module__ == module.__name__
+                     and not name.startswith("_")}
+        assert functions == set(module.CALLS), module.__name__
