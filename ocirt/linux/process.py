@@ -232,10 +232,8 @@ class ProcessSetup:
             os.setresgid(self.gid, self.gid, self.gid)
             os.setresuid(self.uid, self.uid, self.uid)
         except OSError as err:
-            raise SyscallError.of(f"setgroups({self.additional_gids})/setresgid({self.gid})/"
-                                  f"setresuid({self.uid})", err,
-                                  f"setting user {self.uid}:{self.gid} ($.process.user)"
-                                  ) from err
+            raise SyscallError.of("setgroups/setresgid/setresuid", err, "$.process.user: setting "
+                                  f"{self.uid}:{self.gid}, groups {self.additional_gids}") from err
         if keep:
             sc.prctl(sc.PR_SET_KEEPCAPS, 0)
         if "HOME" not in self.env:
