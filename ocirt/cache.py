@@ -53,5 +53,7 @@ def write_atomic(path: str, data: bytes, dir_mode: int = 0o755, file_mode: int =
             os.unlink(tmp)
         except OSError:
             pass
-        return err.strerror or str(err)
+        from ocirt.errors import errno_text
+
+        return errno_text(err)
     return None

@@ -71,17 +71,19 @@ class SyscallError(OcirtError, OSError):
     ``<detail>: <call>: <strerror> (<ERRNO>)``.
     """
 
-    def __new__(cls, call: str, err: int, detail: str = "") -> SyscallError:
+    def __new__(cls, call: str, err: int, detail: str = "", hint: str = "") -> SyscallError:
         kind = _OS_ERRORS.get(err) if cls is SyscallError else None
         if kind is not None:
             cls = _with_errno_class(kind)
         self: SyscallError = OSError.__new__(cls)
         return self
 
-    def __init__(self, call: str, err: int, detail: str = "") -> None:
+    def __init__(self, call: str, err: int, detail: str = "", hint: str = "") -> None:
         name = _errno.errorcode.get(err, str(err))
         text = f"{call}: {os.strerror(err)} ({name})"
-        super().__init__(f"{detail}: {text}" if detail else text)
+        if detail:
+            text = f"{detail}: {text}"
+        super().__init__(f"{text}: {hint}" if hint else text)
         self.errno = err
         self.strerror = os.strerror(err)
         self.call = call
@@ -91,9 +93,13 @@ class SyscallError(OcirtError, OSError):
         return self.message
 
     @classmethod
-    def of(cls, call: str, err: OSError, detail: str = "") -> SyscallError:
-        """The same shape for an ``OSError`` that Python's ``os`` functions raised."""
-        return cls(call, err.errno or 0, detail)
+    def of(cls, call: str, err: OSError, detail: str = "", hint: str = "") -> SyscallError:
+        """The same shape for an ``OSError`` raised by Python's ``os`` functions (``call`` says
+        which, with its arguments); a ``SyscallError`` keeps the call it already names."""
+        if isinstance(err, SyscallError):
+            call = err.call
+            detail = f"{detail}: {err.detail}" if detail and err.detail else detail or err.detail
+        return cls(call, err.errno or _errno.EIO, detail, hint)
 
 
 _OS_ERRORS: dict[int, type[OSError]] = {
@@ -131,6 +137,15 @@ class AccessError(OcirtError):
         super().__init__(f"{doing} {path}: {err.strerror or os.strerror(err.errno or 0)} "
                          f"({code}): {hint}")
         self.errno = err.errno
+
+
+def errno_text(err: OSError) -> str:
+    """``No such file or directory (ENOENT)``: an OSError's text and errno name, for a message
+    about a failure whose call is not known here (where it is, raise ``SyscallError``)."""
+    if err.errno is None:
+        return str(err)
+    name = _errno.errorcode.get(err.errno, str(err.errno))
+    return f"{err.strerror or os.strerror(err.errno)} ({name})"
 
 
 def state_root_hint(root: str) -> str:

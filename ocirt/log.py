@@ -34,7 +34,9 @@ class Log:
             finally:
                 os.close(fd)
         except OSError as err:
-            print(f"ocirt: cannot write log {self.path}: {err.strerror}", file=sys.stderr)
+            from ocirt.errors import errno_text
+
+            print(f"ocirt: cannot write log {self.path}: {errno_text(err)}", file=sys.stderr)
 
     def error(self, msg: str) -> None:
         self._write("error", msg)

@@ -6,7 +6,6 @@ an unexpected exception too, with its traceback only under ``--debug``.
 
 from __future__ import annotations
 
-import errno
 import os
 import sys
 
@@ -14,7 +13,13 @@ from ocirt import jsonfast
 from ocirt import log as logging
 from ocirt.cli.table import Command
 from ocirt.container.state import Store
-from ocirt.errors import OcirtError, UnsupportedError, access_hint, is_denied
+from ocirt.errors import (
+    OcirtError,
+    SyscallError,
+    UnsupportedError,
+    access_hint,
+    errno_text,
+)
 from ocirt.log import Log
 
 TYPE_CHECKING = False
@@ -44,13 +49,10 @@ def dispatch(globals_: dict[str, Any], command: Command, values: dict[str, Any])
         _silence_stdout()
         return 0
     except OSError as err:
-        if not is_denied(err):
-            return _fail(log, f"internal error: {type(err).__name__}: {err}", err,
-                         bool(globals_.get("debug")), 1)
-        # A denial no lower layer put into words: still one line that names the call's
-        # target and what to do, never "internal error".
-        code = errno.errorcode.get(err.errno or 0, str(err.errno))
-        text = (f"{command.name}: {err.strerror} ({code}) on {err.filename or '(no path)'}"
+        # A kernel call's failure no lower layer put into words: still one line that names
+        # the errno and the call's target (and, for a denial, what to do), never "internal
+        # error".
+        text = (f"{command.name}: {errno_text(err)} on {err.filename or '(no path)'}"
                 f"{access_hint(err)}")
         return _fail(log, text, err, bool(globals_.get("debug")), 1)
     except Exception as err:
@@ -295,7 +297,7 @@ def cmd_update(store: Store, globals_: dict[str, Any], values: dict[str, Any]) -
             with open(source) as handle:
                 text = handle.read()
         except OSError as err:
-            raise OcirtError(f"--resources {source}: {err.strerror}") from err
+            raise SyscallError.of(f"open({source!r})", err, "--resources") from err
     update.update(store, _checked_id(values), update.from_options(values, text))
     return 0
 

@@ -21,7 +21,7 @@ import sys
 import zlib
 
 from ocirt.cache import read_trusted, write_atomic
-from ocirt.errors import ConfigError, OcirtError
+from ocirt.errors import ConfigError, SyscallError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -82,9 +82,8 @@ def load_validator(schemas: str | None = None, cache: str | None = None) -> Runn
     try:
         files = _read_schemas(schemas)
     except OSError as err:
-        raise OcirtError(
-            f"cannot read the config schemas in {schemas}: {err.strerror} (see OCIRT_SCHEMA_DIR)"
-        ) from None
+        raise SyscallError.of(f"reading {schemas}", err, "cannot read the config schemas",
+                              "see OCIRT_SCHEMA_DIR") from None
     path = os.path.join(cache, f"validator-{sys.implementation.cache_tag}-{_key(files)}.marshal")
     code = _load_code(path)
     if code is not None:

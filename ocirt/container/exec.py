@@ -27,7 +27,7 @@ import os
 
 from ocirt.container.state import Status, Store, write_pid_file
 from ocirt.container.sync import Channel, child_failed, lapper, reap, run_steps
-from ocirt.errors import ConfigError, OcirtError, StateError
+from ocirt.errors import ConfigError, OcirtError, StateError, SyscallError, errno_text
 from ocirt.linux import affinity, cgroups, namespaces, pidfd
 from ocirt.linux import syscalls as sc
 from ocirt.linux.cgroups import placement
@@ -63,7 +63,7 @@ def process_from_file(path: str) -> dict[str, Any]:
         with open(path, "rb") as handle:
             process = json.loads(handle.read())
     except OSError as err:
-        raise ConfigError("cannot read", err.strerror or str(err), path) from err
+        raise ConfigError("cannot read", errno_text(err), path) from err
     except ValueError as err:
         raise ConfigError("not JSON", str(err), path) from err
     validate_config({"ociVersion": OCI_VERSION, "process": process}, path)
@@ -275,7 +275,8 @@ def _container_namespaces(pid: int, config: dict[str, Any]) -> list[tuple[str, i
             opened.append((kind, os.open(theirs, os.O_RDONLY | os.O_CLOEXEC)))
         except OSError as err:
             namespaces.close_all(opened)
-            raise OcirtError(f"exec: opening {theirs}: {err.strerror}") from err
+            raise SyscallError.of(f"open({theirs!r}, O_RDONLY)", err,
+                                  "exec: the container's namespace") from err
     return opened
 
 
@@ -288,7 +289,8 @@ def _shared_root(pid: int, config: dict[str, Any]) -> int | None:
     try:
         return os.open(f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as err:
-        raise OcirtError(f"exec: opening /proc/{pid}/root: {err.strerror}") from err
+        raise SyscallError.of(f"open('/proc/{pid}/root', O_PATH)", err,
+                              "exec: the container's root") from err
 
 
 def _join_cgroups(manager: cgroups.CgroupDriver, in_v2: bool, channel: Channel, debug: bool,

@@ -25,7 +25,7 @@ import select
 import time
 
 from ocirt import jsonfast
-from ocirt.errors import OcirtError
+from ocirt.errors import OcirtError, errno_text
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -102,7 +102,7 @@ def run_hook(hook: dict[str, Any], state: bytes, name: str) -> None:
             signal.pthread_sigmask(signal.SIG_SETMASK, [])
             os.execve(hook["path"], args, dict(e.split("=", 1) for e in env if "=" in e))
         except OSError as err:
-            os.write(2, f"exec {hook['path']}: {err.strerror}".encode())
+            os.write(2, f"execve({hook['path']!r}): {errno_text(err)}".encode())
         finally:
             os._exit(127)
     os.close(stdin_r)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from ocirt.container.state import Status, Store
-from ocirt.errors import NotRunning, OcirtError
+from ocirt.errors import NotRunning, OcirtError, SyscallError
 from ocirt.linux import cgroups
 from ocirt.linux.cgroups import placement
 
@@ -85,4 +85,4 @@ def _signal(targets: list[int], signum: int) -> None:
         except ProcessLookupError:
             continue
         except OSError as err:
-            raise OcirtError(f"kill({pid}, {signum}): {err.strerror}") from err
+            raise SyscallError.of(f"kill({pid}, {signum})", err) from err

@@ -12,7 +12,7 @@ import _socket as socket  # the C module under ``socket``: no enum, selectors (~
 import os
 import stat
 
-from ocirt.errors import ConfigError, UnsupportedError, access_hint
+from ocirt.errors import ConfigError, SyscallError, UnsupportedError, access_hint
 from ocirt.linux import (
     affinity,
     cgroups,
@@ -178,8 +178,9 @@ def build(container_id: str, bundle: str, config: dict[str, Any], options: Optio
     try:
         is_dir = stat.S_ISDIR(os.stat(rootfs_path).st_mode)
     except OSError as err:
-        raise ConfigError("$.root.path", f"rootfs {rootfs_path!r}: {err.strerror}"
-                          f"{access_hint(err, 'a rootfs')}") from None
+        raise ConfigError("$.root.path", str(SyscallError.of(
+            f"stat({rootfs_path!r})", err, "the rootfs",
+            access_hint(err, "a rootfs").removeprefix(": ")))) from None
     if not is_dir:
         raise ConfigError("$.root.path", f"rootfs {rootfs_path!r} is not a directory")
 

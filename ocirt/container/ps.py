@@ -12,7 +12,7 @@ import shutil
 import subprocess
 
 from ocirt.container.state import Status, Store
-from ocirt.errors import OcirtError
+from ocirt.errors import OcirtError, SyscallError
 from ocirt.linux import cgroups
 from ocirt.linux.cgroups.none import pid_namespace_members
 
@@ -42,7 +42,7 @@ def ps(store: Store, container_id: str, fmt: str = "table", ps_args: list[str] |
         done = subprocess.run([program, *args], capture_output=True, text=True, check=False,
                               stdin=subprocess.DEVNULL)
     except OSError as err:
-        raise OcirtError(f"running {program}: {err.strerror}") from err
+        raise SyscallError.of(f"execve({program!r})", err, f"running {program}") from err
     if done.returncode != 0:
         raise OcirtError(f"{program} {' '.join(args)}: {done.stderr.strip()} "
                          f"(exit status {done.returncode})")

@@ -9,7 +9,7 @@ import os
 from ocirt.container import hooks
 from ocirt.container.state import ContainerState, Status, Store
 from ocirt.container.sync import Channel
-from ocirt.errors import OcirtError, StateError
+from ocirt.errors import OcirtError, StateError, SyscallError
 
 
 def start(store: Store, container_id: str) -> None:
@@ -27,9 +27,8 @@ def start(store: Store, container_id: str) -> None:
             sock.connect(path)
         except OSError as err:
             sock.close()
-            raise OcirtError(f"cannot reach the container's init "
-                             f"({store.path(container_id, 'start.sock')}): {err.strerror}"
-                             ) from err
+            raise SyscallError.of(f"connect({store.path(container_id, 'start.sock')!r})", err,
+                                  "cannot reach the container's init") from err
         channel = Channel(sock)
         try:
             channel.send("start")

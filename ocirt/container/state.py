@@ -32,7 +32,9 @@ from ocirt.errors import (
     InvalidID,
     OcirtError,
     StateDamaged,
+    SyscallError,
     access_hint,
+    errno_text,
     is_denied,
     state_root_hint,
 )
@@ -237,7 +239,7 @@ class Store:
         """The error for a state-root operation that failed with ``err``."""
         if is_denied(err):
             return AccessError(doing, path, err, state_root_hint(self.root))
-        return OcirtError(f"{doing} {path}: {err.strerror or err}")
+        return OcirtError(f"{doing} {path}: {errno_text(err)}")
 
     def ids(self) -> list[str]:
         try:
@@ -283,7 +285,7 @@ class Store:
         except OSError as err:
             if is_denied(err):
                 raise self.denied("reading the state of container", path, err) from None
-            raise StateDamaged(container_id, path, f"cannot read it: {err.strerror}") from err
+            raise StateDamaged(container_id, path, f"cannot read it: {errno_text(err)}") from err
         if not data.strip():
             raise StateDamaged(container_id, path, "the file is empty")
         try:
@@ -370,5 +372,6 @@ def write_pid_file(path: str, pid: int) -> None:
     try:
         write_atomic(path, str(pid).encode(), 0o644)
     except OSError as err:
-        raise OcirtError(f"writing pid file {path}: {err.strerror}"
-                         f"{access_hint(err, 'a pid file in a directory')}") from err
+        raise SyscallError.of(f"write({path!r}) and rename", err, f"writing pid file {path}",
+                              access_hint(err, "a pid file in a directory").removeprefix(": ")
+                              ) from err

@@ -47,7 +47,7 @@ import _socket as socket  # the C module under ``socket``: no enum, selectors (~
 import os
 
 from ocirt import jsonfast
-from ocirt.errors import OcirtError
+from ocirt.errors import OcirtError, SyscallError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -83,7 +83,7 @@ class Channel:
         try:
             self.sock.send(jsonfast.dumps(fields).encode())
         except OSError as err:
-            raise OcirtError(f"sync: sending {kind!r}: {err.strerror}") from err
+            raise SyscallError.of(f"send({kind!r})", err, "sync") from err
 
     def recv(self) -> dict[str, Any] | None:
         """The next message, or None at end-of-file (the other side closed or exec'd)."""
@@ -123,11 +123,11 @@ def child_failed(channel: Channel | None, err: BaseException, debug: bool) -> No
     try:
         message = str(err) if isinstance(err, OcirtError) else f"{type(err).__name__}: {err}"
         if isinstance(err, OSError) and not isinstance(err, OcirtError):
-            from ocirt.errors import access_hint, is_denied
+            from ocirt.errors import access_hint, errno_text
 
-            if is_denied(err):  # one line that names the target and what to do
-                message = (f"setting up the container: {err.strerror} on "
-                           f"{err.filename or '(no path)'}{access_hint(err)}")
+            # one line that names the errno, the target and (for a denial) what to do
+            message = (f"setting up the container: {errno_text(err)} on "
+                       f"{err.filename or '(no path)'}{access_hint(err)}")
         if debug:
             import traceback
 

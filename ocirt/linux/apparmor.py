@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 
-from ocirt.errors import ConfigError, OcirtError
+from ocirt.errors import ConfigError, OcirtError, SyscallError
 from ocirt.linux.plan import Step
 
 ENABLED = "/sys/module/apparmor/parameters/enabled"
@@ -52,8 +52,8 @@ def write_attr(name: str, value: str) -> None:
     try:
         os.write(fd, value.encode())
     except OSError as err:
-        raise OcirtError(f"apparmor: write(/proc/{path}, {value!r}): {err.strerror} (is the "
-                         "profile loaded? apparmor_parser -r it first)") from err
+        raise SyscallError.of(f"write(/proc/{path}, {value!r})", err, "apparmor",
+                              "is the profile loaded? apparmor_parser -r it first") from err
     finally:
         os.close(fd)
 

@@ -17,7 +17,7 @@ import stat
 import struct
 import termios
 
-from ocirt.errors import OcirtError, access_hint
+from ocirt.errors import OcirtError, SyscallError, access_hint
 from ocirt.linux import procfs, safepath
 from ocirt.linux import syscalls as sc
 
@@ -50,8 +50,9 @@ def open_pty() -> tuple[int, int]:
         finally:
             os.close(root)
     except OSError as err:
-        raise OcirtError(f"opening /dev/ptmx for the terminal: {err.strerror} (is devpts "
-                         "mounted on /dev/pts with /dev/ptmx -> pts/ptmx?)") from err
+        raise SyscallError.of("open('/dev/ptmx', O_RDWR|O_NOCTTY) in the root", err,
+                              "opening /dev/ptmx for the terminal", "is devpts mounted on "
+                              "/dev/pts with /dev/ptmx -> pts/ptmx?") from err
     st = os.fstat(master)
     if not stat.S_ISCHR(st.st_mode) or (os.major(st.st_rdev), os.minor(st.st_rdev)) != (5, 2):
         os.close(master)
@@ -61,7 +62,8 @@ def open_pty() -> tuple[int, int]:
         slave = fcntl.ioctl(master, TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError as err:
         os.close(master)
-        raise OcirtError(f"unlocking the pty: {err.strerror}") from err
+        raise SyscallError.of("ioctl(ptmx, TIOCSPTLCK/TIOCGPTPEER)", err,
+                              "unlocking the pty") from err
     return master, slave
 
 
@@ -84,8 +86,8 @@ def connect(path: str) -> socket.socket:
         sock.connect(path)
     except OSError as err:
         sock.close()
-        raise OcirtError(f"console socket {path}: {err.strerror}"
-                         f"{access_hint(err, 'a socket')}") from err
+        raise SyscallError.of(f"connect({path!r})", err, f"console socket {path}",
+                              access_hint(err, "a socket").removeprefix(": ")) from err
     return sock
 
 
@@ -216,7 +218,8 @@ def _bind_console(slave: int) -> None:
         finally:
             os.close(dev)
     except OSError as err:
-        raise OcirtError(f"creating /dev/console: {err.strerror}") from err
+        raise SyscallError.of(f"mknod/open({err.filename or 'console'!r}) in /dev", err,
+                              "creating /dev/console") from err
     try:
         mode = os.fstat(target).st_mode
         if not (stat.S_ISREG(mode) or stat.S_ISCHR(mode)):

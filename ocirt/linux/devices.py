@@ -14,7 +14,7 @@ import os
 import stat
 from _functools import partial  # functools.partial; functools imports collections (~2 ms)
 
-from ocirt.errors import OcirtError
+from ocirt.errors import SyscallError
 from ocirt.linux import procfs, safepath
 from ocirt.linux import syscalls as sc
 from ocirt.linux.plan import Step
@@ -77,8 +77,9 @@ def _split(ctx: RootContext, path: str) -> tuple[int, str]:
     try:
         return safepath.mkdir_all(ctx.fd, parent, strict=True), name
     except OSError as err:
-        raise OcirtError(f"opening {parent} for {path} in the rootfs: {err.strerror} (no "
-                         "symlink is allowed there)") from err
+        raise SyscallError.of(f"mkdir/open({parent!r}) in the rootfs", err,
+                              f"opening {parent} for {path}", "no symlink is allowed there"
+                              ) from err
 
 
 def _make_device(ctx: RootContext, dev: Device, bind_from_host: bool) -> None:
@@ -100,7 +101,9 @@ def _make_device(ctx: RootContext, dev: Device, bind_from_host: bool) -> None:
         os.chown(name, dev.uid, dev.gid, dir_fd=parentfd, follow_symlinks=False)
         _chmod_at(parentfd, name, dev.mode & 0o7777)
     except OSError as err:
-        raise OcirtError(f"creating device {dev.path}: {err.strerror}") from err
+        raise SyscallError.of(f"mknod({dev.path!r}, {dev.kind} {dev.major}:{dev.minor}, "
+                              f"{dev.mode & 0o7777:#o}) / chown({dev.uid}, {dev.gid})", err,
+                              f"creating device {dev.path}") from err
     finally:
         os.close(parentfd)
 
@@ -123,6 +126,7 @@ def _symlink(ctx: RootContext, target: str, link: str) -> None:
     except FileExistsError:
         pass
     except OSError as err:
-        raise OcirtError(f"creating symlink {link}: {err.strerror}") from err
+        raise SyscallError.of(f"symlink({target!r}, {link!r})", err,
+                              f"creating symlink {link}") from err
     finally:
         os.close(parentfd)

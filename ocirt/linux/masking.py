@@ -52,7 +52,8 @@ class Masker:
         except FileNotFoundError:
             return None
         except OSError as err:
-            raise OcirtError(f"opening {path} in the container: {err.strerror}") from err
+            raise SyscallError.of(f"open({path!r}) in the rootfs", err,
+                                  f"opening {path} in the container") from err
 
     def mask(self, path: str) -> None:
         fd = self._open(path)
@@ -66,7 +67,7 @@ class Masker:
                     self.null = safepath.open_null(self._root())
                 procfs.mount_on(fd, None, None, sc.MS_BIND, source_fd=self.null)
         except SyscallError as err:
-            raise OcirtError(f"masking {path}: {err}") from err
+            raise OcirtError(f"masking {path} ($.linux.maskedPaths): {err}") from err
         finally:
             os.close(fd)
 
@@ -102,6 +103,6 @@ class Masker:
             finally:
                 os.close(tree)
         except SyscallError as err:
-            raise OcirtError(f"making {path} read-only: {err}") from err
+            raise OcirtError(f"making {path} read-only ($.linux.readonlyPaths): {err}") from err
         finally:
             os.close(fd)

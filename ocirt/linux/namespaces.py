@@ -10,7 +10,7 @@ from __future__ import annotations
 import fcntl
 import os
 
-from ocirt.errors import ConfigError, OcirtError
+from ocirt.errors import ConfigError, SyscallError
 from ocirt.linux import procfs
 from ocirt.linux import syscalls as sc
 
@@ -41,6 +41,7 @@ class NamespacePlan:
     def __init__(self) -> None:
         self.create: list[str] = []
         self.join: dict[str, str] = {}
+        self.join_where: dict[str, str] = {}  # type -> JSON path of its "path"
         self.time_offsets: dict[str, dict[str, int]] = {}  # linux.timeOffsets
 
     def has(self, kind: str) -> bool:
@@ -88,6 +89,7 @@ def plan_namespaces(linux: dict[str, Any]) -> NamespacePlan:
         path = entry.get("path")
         if path:
             plan.join[kind] = path
+            plan.join_where[kind] = f"$.linux.namespaces[{index}].path"
         else:
             plan.create.append(kind)
     offsets = linux.get("timeOffsets") or {}
@@ -108,7 +110,9 @@ def write_time_offsets(offsets: dict[str, dict[str, int]]) -> None:
     try:
         procfs.write("self/timens_offsets", text)
     except OSError as err:
-        raise OcirtError(f"writing timens_offsets ({text.strip()!r}): {err.strerror}") from err
+        raise SyscallError.of(f"write(/proc/self/timens_offsets, {text.strip()!r})", err,
+                              "setting the clocks of the time namespace ($.linux.timeOffsets)"
+                              ) from err
 
 
 def open_namespaces(plan: NamespacePlan) -> list[tuple[str, int]]:
@@ -116,20 +120,23 @@ def open_namespaces(plan: NamespacePlan) -> list[tuple[str, int]]:
     opened: list[tuple[str, int]] = []
     try:
         for kind, path in plan.ordered_joins():
+            where = plan.join_where.get(kind, "$.linux.namespaces")
             try:
                 fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             except OSError as err:
-                raise OcirtError(f"namespace {kind} path {path!r}: {err.strerror}") from err
+                raise ConfigError(where, str(SyscallError.of(
+                    f"open({path!r}, O_RDONLY)", err, f"the {kind} namespace to join"))) from err
             opened.append((kind, fd))
             try:
                 actual = fcntl.ioctl(fd, _NS_GET_NSTYPE)
             except OSError as err:
-                raise OcirtError(f"namespace path {path!r} is not a namespace: "
-                                 f"{err.strerror}") from err
+                raise ConfigError(where, str(SyscallError.of(
+                    f"ioctl({path!r}, NS_GET_NSTYPE)", err, f"{path!r} is not a namespace"))
+                    ) from err
             if actual != NAMESPACES[kind][0]:
                 names = {flag: name for name, (flag, _) in NAMESPACES.items()}
-                raise OcirtError(f"namespace path {path!r} is a {names.get(actual, '?')} "
-                                 f"namespace, not {kind}")
+                raise ConfigError(where, f"{path!r} is a {names.get(actual, '?')} "
+                                  f"namespace, not {kind}")
     except BaseException:
         close_all(opened)
         raise
@@ -157,7 +164,8 @@ def write_id_maps(pid: int, linux: dict[str, Any]) -> None:
         try:
             procfs.write(f"{pid}/{name}", lines)  # the trusted procfs: never a redirected file
         except OSError as err:
-            raise OcirtError(f"writing {name} ({lines.strip()!r}): {err.strerror}") from err
+            raise SyscallError.of(f"write(/proc/{pid}/{name}, {lines.strip()!r})", err,
+                                  f"writing the id map of $.linux.{key}") from err
 
 
 def loopback_up() -> None:
@@ -172,6 +180,7 @@ def loopback_up() -> None:
         flags = struct.unpack("16sh14x", fcntl.ioctl(sock, siocgifflags, request))[1]
         fcntl.ioctl(sock, siocsifflags, struct.pack("16sh14x", b"lo", flags | iff_up))
     except OSError as err:
-        raise OcirtError(f"bringing up the loopback interface: {err.strerror}") from err
+        raise SyscallError.of("ioctl('lo', SIOCGIFFLAGS/SIOCSIFFLAGS, IFF_UP)", err,
+                              "bringing up the loopback interface") from err
     finally:
         sock.close()

@@ -14,7 +14,7 @@ import _socket as socket  # the C module: the socket package costs ~4 ms to impo
 import array
 import os
 
-from ocirt.errors import OcirtError
+from ocirt.errors import SyscallError
 
 
 def connect(path: str) -> socket.socket:
@@ -23,7 +23,7 @@ def connect(path: str) -> socket.socket:
         sock.connect(path)
     except OSError as err:
         sock.close()
-        raise OcirtError(f"pidfd socket {path}: connect: {err.strerror}") from err
+        raise SyscallError.of(f"connect({path!r})", err, f"pidfd socket {path}") from err
     return sock
 
 
@@ -32,11 +32,12 @@ def send(sock: socket.socket, pid: int, kind: str) -> None:
     try:
         fd = os.pidfd_open(pid)
     except OSError as err:
-        raise OcirtError(f"pidfd socket: pidfd_open({pid}): {err.strerror}") from err
+        raise SyscallError.of(f"pidfd_open({pid})", err, "pidfd socket") from err
     try:
         fds = array.array("i", [fd])
         sock.sendmsg([kind.encode()], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds.tobytes())])
     except OSError as err:
-        raise OcirtError(f"pidfd socket: sending the pidfd of {pid}: {err.strerror}") from err
+        raise SyscallError.of(f"sendmsg({kind!r}, SCM_RIGHTS [pidfd of {pid}])", err,
+                              "pidfd socket") from err
     finally:
         os.close(fd)

@@ -14,7 +14,7 @@ import stat
 import struct
 from _functools import partial  # functools.partial; functools imports collections (~2 ms)
 
-from ocirt.errors import ConfigError, ExecError, OcirtError
+from ocirt.errors import ConfigError, ExecError, OcirtError, SyscallError, errno_text
 from ocirt.linux import capabilities, procfs, safepath, trampoline
 from ocirt.linux import syscalls as sc
 from ocirt.linux.plan import Step
@@ -232,8 +232,8 @@ class ProcessSetup:
             os.setresgid(self.gid, self.gid, self.gid)
             os.setresuid(self.uid, self.uid, self.uid)
         except OSError as err:
-            raise OcirtError(f"setting user {self.uid}:{self.gid} "
-                             f"(groups {self.additional_gids}): {err.strerror}") from err
+            raise SyscallError.of("setgroups/setresgid/setresuid", err, "$.process.user: setting "
+                                  f"{self.uid}:{self.gid}, groups {self.additional_gids}") from err
         if keep:
             sc.prctl(sc.PR_SET_KEEPCAPS, 0)
         if "HOME" not in self.env:
@@ -268,11 +268,11 @@ class ProcessSetup:
             finally:
                 os.close(fd)
         except OSError as err:
-            raise OcirtError(f"chdir to cwd ({self.cwd!r}) set in config.json failed: "
-                             f"{err.strerror}") from err
+            raise SyscallError.of(f"chdir({self.cwd!r})", err,
+                                  "the working directory $.process.cwd") from err
         # A cwd reached through a leaked fd would lie outside the root (CVE-2024-21626).
         if not os.getcwd().startswith("/"):
-            raise OcirtError(f"cwd {self.cwd!r} is outside the container's root")
+            raise OcirtError(f"cwd {self.cwd!r} ($.process.cwd) is outside the container's root")
 
     def execute(self) -> None:
         """The last step: signals back to default, the umask, then execve. Never returns."""
@@ -368,11 +368,11 @@ def _setrlimit(name: str, number: int, soft: int, hard: int) -> None:
         resource.setrlimit(number, (soft, hard))
     except (OSError, ValueError) as err:
         current = resource.getrlimit(number)
-        why = str(err)
+        why = errno_text(err) if isinstance(err, OSError) else str(err)
         if hard > current[1]:
             why += " (raising a hard limit needs CAP_SYS_RESOURCE)"
-        raise OcirtError(f"setrlimit {name} soft={soft} hard={hard} "
-                         f"(current soft={current[0]} hard={current[1]}): {why}") from err
+        raise OcirtError(f"setrlimit {name} soft={soft} hard={hard} ($.process.rlimits; "
+                         f"current soft={current[0]} hard={current[1]}): {why}") from err
 
 
 def _home_of(uid: int) -> str:

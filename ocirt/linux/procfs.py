@@ -68,7 +68,8 @@ def _make() -> int:
             try:  # unprivileged (unit tests): /proc itself, checked below to be procfs's root
                 fd = os.open("/proc", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
             except OSError as err:
-                raise OcirtError(f"opening a procfs: {err.strerror}") from err
+                raise SyscallError.of("open('/proc', O_PATH|O_DIRECTORY)", err,
+                                      "opening a procfs") from err
     _verify(fd, "/", root=True)
     return fd
 
@@ -102,7 +103,8 @@ def open_file(path: str, flags: int) -> int:
     try:
         fd = sc.openat2(handle(), relative, flags, _RESOLVE)
     except OSError as err:
-        raise OcirtError(f"opening /proc/{relative}: {err.strerror}") from err
+        raise SyscallError.of(f"openat2(procfs, {relative!r})", err,
+                              f"opening /proc/{relative}") from err
     _verify(fd, f"/proc/{relative}")
     return fd
 

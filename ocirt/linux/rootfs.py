@@ -101,8 +101,9 @@ class RootContext:
         try:
             return open_in_root(self.fd, destination, create)
         except OSError as err:
-            raise OcirtError(f"mount destination {destination!r} in rootfs {self.rootfs!r}: "
-                             f"{err.strerror}") from err
+            raise SyscallError.of(f"open({destination!r}) in the rootfs", err,
+                                  f"mount destination {destination!r} in rootfs "
+                                  f"{self.rootfs!r}") from err
 
     def mounted(self, destination: str, under: int) -> int:
         """The mount just made on the target ``under`` (an fd that now lies beneath it),
@@ -161,7 +162,8 @@ def mount_steps(ctx: RootContext, mount: dict[str, Any], index: int, bundle: str
     text = (f"mount {source or fstype} on {destination} type {fstype or 'none'} "
             f"({describe_flags(options.flags)}{',' + data if data else ''})"
             + (f"; mount_setattr AT_RECURSIVE {','.join(recursive)}" if recursive else ""))
-    return [Step(text, lambda: _do_mount(ctx, source, destination, fstype, options, data))]
+    return [Step(text, lambda: _do_mount(ctx, source, destination, fstype, options, data,
+                                         f"$.mounts[{index}]"))]
 
 
 def _destination(mount: dict[str, Any], index: int) -> str:
@@ -185,8 +187,9 @@ def _bind_target_kind(source: str, destination: str) -> str:
     try:
         return "dir" if stat.S_ISDIR(os.stat(source).st_mode) else "file"
     except OSError as err:
-        raise OcirtError(f"bind mount source {source!r} for {destination!r}: "
-                         f"{err.strerror}{access_hint(err, 'a source')}") from err
+        raise SyscallError.of(f"stat({source!r})", err, f"bind mount source {source!r} for "
+                              f"{destination!r}", access_hint(err, "a source").removeprefix(": ")
+                              ) from err
 
 
 def is_idmapped(mount: dict[str, Any]) -> bool:
@@ -212,12 +215,12 @@ def idmapped_mount_steps(ctx: RootContext, mount: dict[str, Any], index: int, bu
     mapped = idmap.IdmappedMount(source, recursive_bind, options.idmap == "ridmap" or (
         options.idmap is None and recursive_bind), uid_maps, gid_maps, options.flags)
     attach = Step(f"move_mount the idmapped {source} on {destination}",
-                  lambda: _attach(ctx, mapped, source, destination, options))
+                  lambda: _attach(ctx, mapped, source, destination, options, index))
     return mapped, [attach]
 
 
 def _attach(ctx: RootContext, mapped: idmap.IdmappedMount, source: str, destination: str,
-            options: MountOptions) -> None:
+            options: MountOptions, index: int) -> None:
     # the detached copy says what it is: init may not be able to reach the source any more
     fd = ctx.target(destination, "dir" if mapped.is_dir() else "file")
     try:
@@ -225,7 +228,7 @@ def _attach(ctx: RootContext, mapped: idmap.IdmappedMount, source: str, destinat
         mapped.attach(fd, destination)
         _after_mount(ctx, destination, options, fd)
     except SyscallError as err:
-        raise OcirtError(f"mounting {destination!r}: {err}") from err
+        raise OcirtError(f"mounting {destination!r} ($.mounts[{index}]): {err}") from err
     finally:
         os.close(fd)
 
@@ -249,7 +252,7 @@ def _after_mount(ctx: RootContext, destination: str, options: MountOptions, unde
 
 
 def _do_mount(ctx: RootContext, source: str | None, destination: str, fstype: str | None,
-              options: MountOptions, data: str | None) -> None:
+              options: MountOptions, data: str | None, where: str = "$.mounts") -> None:
     create = _bind_target_kind(source or "", destination) if options.is_bind else "dir"
     fd = ctx.target(destination, create)
     new = -1
@@ -265,7 +268,7 @@ def _do_mount(ctx: RootContext, source: str | None, destination: str, fstype: st
             procfs.mount_on(fd, source or fstype or "none", fstype, flags, data)
         _after_mount(ctx, destination, options, fd, new)
     except SyscallError as err:
-        raise OcirtError(f"mounting {destination!r}: {err}") from err
+        raise OcirtError(f"mounting {destination!r} ({where}): {err}") from err
     finally:
         os.close(fd)
         if new >= 0:
@@ -296,6 +299,7 @@ def _mount_copy_up(ctx: RootContext, destination: str, fd: int, source: str,
         finally:
             os.close(new)
     except OSError as err:
-        raise OcirtError(f"tmpcopyup of {destination!r}: {err.strerror or err}") from err
+        raise SyscallError.of(f"copying into the tmpfs on {destination!r}", err,
+                              f"tmpcopyup of {destination!r}") from err
     finally:
         os.close(old)

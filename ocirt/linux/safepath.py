@@ -23,7 +23,7 @@ import errno
 import os
 import stat
 
-from ocirt.errors import OcirtError
+from ocirt.errors import OcirtError, SyscallError
 from ocirt.linux import procfs
 from ocirt.linux import syscalls as sc
 
@@ -79,7 +79,7 @@ def _walk(rootfd: int, path: str, flags: int, resolve: int) -> int:
                 os.close(fd)
                 links += 1
                 if resolve & sc.RESOLVE_NO_SYMLINKS or links > _MAX_LINKS:
-                    raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
+                    raise SyscallError(f"open({path!r}) a component at a time", errno.ELOOP)
                 if target.startswith("/"):
                     if not in_root:
                         raise OSError(errno.EXDEV, "path escapes its root", path)
@@ -92,7 +92,7 @@ def _walk(rootfd: int, path: str, flags: int, resolve: int) -> int:
                 raise OSError(errno.EXDEV, "path crosses a mount", path)
             if pending and not stat.S_ISDIR(st.st_mode):
                 os.close(fd)
-                raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), path)
+                raise SyscallError(f"open({path!r}) a component at a time", errno.ENOTDIR)
             stack.append(fd)
         last = stack[-1]
         if flags & ~(os.O_CLOEXEC | os.O_NOFOLLOW) == os.O_PATH:
@@ -158,8 +158,9 @@ def open_null(rootfd: int) -> int:
     try:
         fd = open_beneath(rootfd, "dev/null")
     except OSError as err:
-        raise OcirtError(f"opening /dev/null of the container: {err.strerror} (a symlink "
-                         "or a missing /dev/null is refused)") from err
+        raise SyscallError.of("open('dev/null') beneath the rootfs, no symlinks", err,
+                              "opening /dev/null of the container",
+                              "a symlink or a missing /dev/null is refused") from err
     st = os.fstat(fd)
     if not stat.S_ISCHR(st.st_mode) or st.st_rdev != os.makedev(1, 3):
         os.close(fd)

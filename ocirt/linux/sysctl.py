@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from _functools import partial  # functools.partial; functools imports collections (~2 ms)
 
-from ocirt.errors import ConfigError, OcirtError
+from ocirt.errors import ConfigError, OcirtError, SyscallError
 from ocirt.linux import procfs
 from ocirt.linux.plan import Step
 
@@ -76,4 +76,5 @@ def _write(path: str, value: str, key: str) -> None:
     except OcirtError as err:
         raise OcirtError(f"sysctl {key}={value!r}: {err}") from err
     except OSError as err:
-        raise OcirtError(f"sysctl {key}={value!r}: writing {path}: {err.strerror}") from err
+        raise SyscallError.of(f"write(/proc/{path.removeprefix('/proc/')}, {value!r})", err,
+                              f"sysctl {key}={value!r} ($.linux.sysctl)") from err

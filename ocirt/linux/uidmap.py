@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 
-from ocirt.errors import OcirtError
+from ocirt.errors import OcirtError, SyscallError, errno_text
 from ocirt.linux import namespaces, procfs
 
 TYPE_CHECKING = False
@@ -80,8 +80,9 @@ def _deny_setgroups(pid: int) -> None:
     try:
         procfs.write(f"{pid}/setgroups", "deny")  # the trusted procfs, as uid_map
     except OSError as err:
-        raise OcirtError(f"writing 'deny' to /proc/{pid}/setgroups (required before an "
-                         f"unprivileged user writes gid_map): {err.strerror}") from err
+        raise SyscallError.of(f"write(/proc/{pid}/setgroups, 'deny')", err,
+                              "denying setgroups (required before an unprivileged user writes "
+                              "gid_map)") from err
 
 
 def _run_helper(helper: str, pid: int, entries: list[dict[str, Any]], key: str,
@@ -91,7 +92,7 @@ def _run_helper(helper: str, pid: int, entries: list[dict[str, Any]], key: str,
 
     program = shutil.which(helper, path=HELPER_PATH)
     if program is None:
-        raise OcirtError(f"linux.{key} maps more than this user's own id, which only "
+        raise OcirtError(f"$.linux.{key} maps more than this user's own id, which only "
                          f"{helper} may write for a user without root, and {helper} is not "
                          "installed: install it (Debian: apt-get install uidmap) or map only "
                          f"your own id (size 1, as `ocirt spec --rootless` does)")
@@ -102,9 +103,10 @@ def _run_helper(helper: str, pid: int, entries: list[dict[str, Any]], key: str,
         done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                               timeout=30, check=False)
     except (OSError, subprocess.TimeoutExpired) as err:
-        raise OcirtError(f"running {' '.join(argv)}: {err}") from err
+        why = errno_text(err) if isinstance(err, OSError) else str(err)
+        raise OcirtError(f"running {' '.join(argv)}: {why}") from err
     if done.returncode != 0:
         said = " ".join(done.stderr.split()) or f"exit status {done.returncode}"
-        raise OcirtError(f"{' '.join(argv)} refused linux.{key}: {said}: the ranges must be "
+        raise OcirtError(f"{' '.join(argv)} refused $.linux.{key}: {said}: the ranges must be "
                          f"granted to this user in {ranges} (and {helper} must be setuid "
                          "root or have its file capabilities)")

@@ -195,3 +195,75 @@ def test_bindings_are_looked_up_when_called() -> None:
                 offences.append(f"{path.name}:{node.lineno}: {node.value.id}.{node.attr} "
                                 "kept, not called")
     assert not offences, offences
+
+
+def test_errno_text_is_formatted_in_one_place() -> None:
+    """A failed call is reported as ``SyscallError`` (or with ``errors.errno_text``), never by
+    formatting ``err.strerror`` by hand (which drops the errno's name and the call)."""
+    allowed = {
+        "errors.py",  # the one shape
+        "config/load.py",  # already names the errno, with the bundle's access hint
+        "linux/cgroups/files.py",  # CgroupError: the file, the field and the errno name
+        "linux/process.py",  # exec's errors, worded as runc's for managers to match
+    }
+    offences = []
+    for path in _modules_outside_the_binding_layer():
+        name = str(path.relative_to(OCIRT))
+        if name in allowed:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr == "strerror":
+                offences.append(f"{name}:{node.lineno}")
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "strerror"):
+                offences.append(f"{name}:{node.lineno}: os.strerror")
+    assert not offences, offences
+
+
+@pytest.mark.parametrize(("path", "words"), [
+    ("/nonexistent/ns/net", "open('/nonexistent/ns/net', O_RDONLY): No such file or directory "
+                            "(ENOENT)"),
+    ("/proc/self/ns/uts", "'/proc/self/ns/uts' is a uts namespace, not network"),
+])
+def test_a_namespace_to_join_is_a_config_problem_at_its_json_path(path: str, words: str) -> None:
+    from ocirt.errors import ConfigError
+    from ocirt.linux import namespaces
+
+    plan = namespaces.plan_namespaces({"namespaces": [{"type": "pid"},
+                                                      {"type": "network", "path": path}]})
+    with pytest.raises(ConfigError) as info:
+        namespaces.open_namespaces(plan)
+    assert info.value.where == "$.linux.namespaces[1].path"
+    assert words in str(info.value) and "\n" not in str(info.value)
+
+
+def test_libraries_stay_lazy() -> None:
+    """Importing the binding layer (and capabilities, seccomp) loads no library but libc:
+    libcap-ng and libseccomp on first use, pyseccomp only to compile (a BPF cache miss)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            f"sys.path.insert(0, {str(OCIRT.parent)!r})\n"
+            "import ocirt.linux.syscalls, ocirt.linux.syscalls.capng\n"
+            "import ocirt.linux.syscalls.seccomp, ocirt.linux.syscalls.bpf\n"
+            "import ocirt.linux.capabilities, ocirt.linux.seccomp\n"
+            "maps = open('/proc/self/maps').read()\n"
+            "print('libcap-ng' in maps, 'libseccomp' in maps, 'pyseccomp' in sys.modules)\n")
+    result = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True,
+                            text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "False", "False"]
+
+
+def test_every_binding_is_listed_for_the_double() -> None:
+    """Each public function of a binding module is in its ``CALLS``, so the double swaps it."""
+    import inspect
+
+    from ocirt.linux.syscalls import bpf, capng, mounts, seccomp, task
+
+    for module in (mounts, task, capng, seccomp, bpf):
+        functions = {name for name, value in vars(module).items()
+                     if inspect.isfunction(value) and value.__module__ == module.__name__
+                     and not name.startswith("_")}
+        assert functions == set(module.CALLS), module.__name__

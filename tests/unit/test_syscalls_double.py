@@ -89,7 +89,11 @@ def test_mount_steps_mount_inside_the_rootfs_each_call_in_its_step(tmp_path: Pat
     assert not os.path.exists("/etc/inner")
     assert {name for _, names in calls.by_step() for name in names} <= {
         "mount", "openat2", "fstatfs_type", "open_tree", "move_mount", "mount_setattr",
-        "fsmount_new"}
+        "fsmount_new", "os.mknod", "os.chown", "os.chdir", "os.fchdir"}
+    # the device nodes were recorded, not made (a plain file stands in for each); without
+    # root the runtime binds the host's node onto an empty file instead of making one
+    (null,) = [c for c in calls.of("os.mknod") if c.args[0] == "null"]
+    assert null.args[2:] == ((os.makedev(1, 3),) if os.geteuid() == 0 else ())
 
 
 def test_pivot_root_then_the_old_root_is_made_rslave_and_detached(tmp_path: Path) -> None:
@@ -101,10 +105,14 @@ def test_pivot_root_then_the_old_root_is_made_rslave_and_detached(tmp_path: Path
             pivot.run()
     finally:
         os.chdir(cwd)
+    old_root = calls.of("os.fchdir")[0].args[0]
     assert [repr(c) for c in calls] == [
+        f"os.chdir({str(tmp_path / 'rootfs')!r})",
         "pivot_root('.', '.')",
+        f"os.fchdir({old_root})",  # stand on the old root
         f"mount(None, '.', None, {sc.MS_SLAVE | sc.MS_REC})",
-        f"umount2('.', {sc.MNT_DETACH})"]
+        f"umount2('.', {sc.MNT_DETACH})",
+        "os.chdir('/')"]
     assert all(c.step is pivot for c in calls)
 
 
@@ -165,3 +173,34 @@ def test_seccomp_compiled_and_loaded(tmp_path: Path) -> None:
     assert rule.args[2] == [(0, 4, 7, 0)]  # index 0, SCMP_CMP_EQ, 7
     (install,) = calls.of("seccomp.install_filter")
     assert install.args == (f.bpf, f.flags())
+
+
+def test_a_step_inside_a_step_is_noted_then_the_outer_again() -> None:
+    inner = plan.Step("inner", lambda: sc.unshare(sc.CLONE_NEWUTS))
+    outer = plan.Step("outer", lambda: (sc.prctl(sc.PR_SET_DUMPABLE), inner.run(),
+                                        sc.sethostname("x")))
+    with sc.recording() as calls:
+        outer.run()
+    assert [(c.name, c.step) for c in calls] == [("prctl", outer), ("unshare", inner),
+                                                 ("sethostname", outer)]
+    assert plan.current_step is None
+    assert calls.by_step() == [(outer, ["prctl"]), (inner, ["unshare"]),
+                               (outer, ["sethostname"])]
+
+
+def test_process_changes_are_recorded_not_made() -> None:
+    from ocirt.linux.syscalls.double import Stopped
+
+    uid, gid, groups = os.getuid(), os.getgid(), os.getgroups()
+    with sc.recording({"os.fork": 4242}) as calls:
+        assert os.fork() == 4242  # the parent's side, as given
+        os.setgroups([])
+        os.setresgid(65534, 65534, 65534)
+        os.setresuid(65534, 65534, 65534)
+        with pytest.raises(Stopped) as stop:
+            os.execve("/bin/true", ["true"], {})
+    assert (os.getuid(), os.getgid(), os.getgroups()) == (uid, gid, groups)
+    assert calls.names() == ["os.fork", "os.setgroups", "os.setresgid", "os.setresuid",
+                             "os.execve"]
+    assert stop.value.call is calls[-1] and calls[-1].args[0] == "/bin/true"
+    assert os.setresuid.__module__ == "posix"  # put back

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 def resolve_path(cgroups_path: str | None, container_id: str) -> str:
     """A cgroupfs cgroupsPath, checked (the default ``ocirt-<id>`` when empty)."""
     if cgroups_path and ":" in cgroups_path:
-        raise UnsupportedError(f"linux.cgroupsPath {cgroups_path!r} is a systemd "
+        raise UnsupportedError(f"$.linux.cgroupsPath {cgroups_path!r} is a systemd "
                                "slice:prefix:name path, for the systemd cgroup driver "
                                "(--systemd-cgroup); the cgroupfs driver takes a path such "
                                "as /mygroup/ctr or mygroup/ctr")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 
-from ocirt.errors import OcirtError
+from ocirt.errors import OcirtError, SyscallError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -93,11 +93,11 @@ def kill_all(manager: CgroupDriver) -> bool:
     except FileNotFoundError:
         return False
     except OSError as err:
-        raise OcirtError(f"opening {path}: {err.strerror}") from err
+        raise SyscallError.of(f"open({path!r}, O_WRONLY)", err, "killing the cgroup") from err
     try:
         os.write(fd, b"1")
     except OSError as err:
-        raise OcirtError(f"writing 1 to {path}: {err.strerror}") from err
+        raise SyscallError.of(f"write({path!r}, '1')", err, "killing the cgroup") from err
     finally:
         os.close(fd)
     from ocirt import log

@@ -62,7 +62,7 @@ def parse_path(cgroups_path: str | None, container_id: str, rootless: bool
     slice_name = slice_name or ("user.slice" if rootless else "system.slice")
     expand_slice(slice_name)
     if name.endswith(".slice"):
-        raise UnsupportedError(f"linux.cgroupsPath {text!r}: a container in a slice unit of "
+        raise UnsupportedError(f"$.linux.cgroupsPath {text!r}: a container in a slice unit of "
                                "its own is not supported; use a scope (slice:prefix:name)")
     name = name or container_id
     for part, value in (("prefix", prefix), ("name", name)):

@@ -27,7 +27,7 @@ import os
 import struct
 
 from ocirt import jsonfast, log
-from ocirt.errors import ConfigError, OcirtError
+from ocirt.errors import ConfigError, OcirtError, SyscallError
 from ocirt.linux.seccomp.bpf_cache import cache_key, default_cache_dir, read_cached, write_cache
 from ocirt.linux.seccomp.compile import compile_bpf, log_unknown_names
 from ocirt.linux.seccomp.rules import (
@@ -161,8 +161,8 @@ class SeccompFilter:
             sock.connect(path)
         except OSError as err:
             sock.close()
-            raise OcirtError(f"seccomp listener {path!r} ({self.where}.listenerPath): "
-                             f"cannot connect: {err.strerror}") from err
+            raise SyscallError.of(f"connect({path!r})", err,
+                                  f"seccomp listener ({self.where}.listenerPath)") from err
         self.listener = sock
 
     def load(self) -> None:
@@ -186,6 +186,7 @@ class SeccompFilter:
             self.listener.sendmsg([payload], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
                                                struct.pack("i", fd))])
         except OSError as err:
-            raise OcirtError(f"seccomp: sending the notify fd to {self.listener_path!r}: "
-                             f"{err.strerror}") from err
+            raise SyscallError.of(f"sendmsg(SCM_RIGHTS [notify fd {fd}])", err,
+                                  f"seccomp: sending the notify fd to {self.listener_path!r}"
+                                  ) from err
         # Both fds are close-on-exec: the execve that follows closes the connection.

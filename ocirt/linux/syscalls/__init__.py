@@ -59,10 +59,13 @@ __all__ = ["fork_into_cgroup", "fsmount_new", "fstatfs_type", "ioprio_set", "joi
 
 
 def recording(results: dict[str, object] | None = None,
-              passthrough: tuple[str, ...] = ("openat2", "fstatfs_type")) -> Recorder:
+              passthrough: tuple[str, ...] = ("openat2", "fstatfs_type", "os.chdir",
+                                              "os.fchdir"),
+              os_calls: tuple[str, ...] | None = None) -> Recorder:
     """A context manager that swaps every binding for a recorder (see ``double``):
     ``results`` gives calls' results by name (a value, an exception, or a function of the
-    call's arguments); the calls in ``passthrough`` are recorded and made."""
-    from ocirt.linux.syscalls.double import Recorder
+    call's arguments); the calls in ``passthrough`` are recorded and made; ``os_calls`` are
+    the ``os`` functions recorded instead of made (default ``double.OS_CALLS``)."""
+    from ocirt.linux.syscalls.double import OS_CALLS, Recorder
 
-    return Recorder(results or {}, passthrough)
+    return Recorder(results or {}, passthrough, OS_CALLS if os_calls is None else os_calls)

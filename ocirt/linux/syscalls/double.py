@@ -14,16 +14,22 @@ else: ``/dev/null``), libcap-ng's capability numbers, a filter that allows every
 libseccomp, and None where the call returns nothing. ``results`` overrides a call's result: a
 value, an exception to raise, or a function of the call's arguments.
 
-Calls that only look (``openat2``, ``fstatfs_type``: ``passthrough``) are recorded and also
-made, so paths still resolve inside a test's rootfs. Only the binding layer is recorded:
-Python's own ``os`` functions (open, mkdir, chdir, setuid) still act, so building blocks are
-tested on a temporary directory, as an unprivileged caller. Descriptors the double opened are
-closed when the ``with`` ends, unless the code closed them.
+Calls that only look or move around (``openat2``, ``fstatfs_type``, ``os.chdir``,
+``os.fchdir``: ``passthrough``) are recorded and also made, so paths still resolve inside a
+test's rootfs (a test that runs them saves and restores its cwd). The functions of ``os`` that
+change the calling process or need privilege (``OS_CALLS``: setresuid, setgroups, chroot,
+dup2, closerange, mknod, chown, kill, umask, fork, execve, _exit...) are recorded as
+``os.<name>`` and not made, so a phase can run inside a test process: ``os.mknod`` leaves an
+empty file where the node would be; ``os.fork`` needs its result in ``results``;
+``os.execve`` and ``os._exit`` raise ``Stopped`` (the process would not go on). Other ``os``
+functions (open, mkdir, stat) still act, on the test's temporary directories.
+Descriptors the double opened are closed when the ``with`` ends, unless the code closed them.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import sys
 
 from ocirt.linux import syscalls
@@ -56,8 +62,26 @@ CAPABILITIES = (
 ALLOW_ALL_BPF = bytes([0x06, 0, 0, 0, 0, 0, 0xFF, 0x7F])
 
 
+# os functions that change the calling process or need privilege: recorded, and not made
+# unless ``passthrough`` names them (by default os.chdir and os.fchdir are made).
+OS_CALLS = ("setresuid", "setresgid", "setuid", "setgid", "setgroups", "initgroups", "setsid",
+            "setpgid", "chroot", "chdir", "fchdir", "dup2", "closerange", "mknod", "chown",
+            "fchown", "lchown", "kill", "killpg", "umask", "sched_setaffinity", "setpriority",
+            "fork", "execve", "execv", "execvp", "execvpe", "_exit")
+_NO_RETURN = ("os.execve", "os.execv", "os.execvp", "os.execvpe", "os._exit")
+
+
 class RecordingError(Exception):
     """The double cannot make up a result for this call: give one in ``results``."""
+
+
+class Stopped(BaseException):
+    """Raised by ``os.execve`` and ``os._exit`` under the double: the process would not go on.
+    ``call`` is the recorded call."""
+
+    def __init__(self, call: Call) -> None:
+        super().__init__(repr(call))
+        self.call = call
 
 
 class Call:
@@ -95,10 +119,13 @@ class _Filter:
 class Recorder(list[Call]):
     """The calls made inside the ``with``, in order (a list of ``Call``)."""
 
-    def __init__(self, results: dict[str, object], passthrough: tuple[str, ...]) -> None:
+    def __init__(self, results: dict[str, object], passthrough: tuple[str, ...],
+                 os_calls: tuple[str, ...] = OS_CALLS) -> None:
         super().__init__()
         self.results = dict(results)
         self.passthrough = passthrough
+        self.os_calls = os_calls
+        self._real_mknod = os.mknod
         self._saved: list[tuple[ModuleType, str, object]] = []
         self._fds: list[tuple[int, tuple[int, int]]] = []
 
@@ -126,6 +153,10 @@ class Recorder(list[Call]):
                 original = getattr(module, name)
                 self._saved.append((module, name, original))
                 setattr(module, name, self._recorder(prefix + name, original))
+        for name in self.os_calls:
+            original = getattr(os, name)
+            self._saved.append((os, name, original))
+            setattr(os, name, self._recorder("os." + name, original))
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
@@ -162,7 +193,9 @@ class Recorder(list[Call]):
             if isinstance(result, BaseException):
                 raise result
             return result(*args, **kwargs) if callable(result) else result
-        return self._plausible(name, args)
+        if name in _NO_RETURN:
+            raise Stopped(self[-1])
+        return self._plausible(name, args, kwargs)
 
     def fake_fd(self, path: str = "/dev/null") -> int:
         """A real descriptor (O_PATH, of ``path``) standing for one the kernel would make."""
@@ -171,7 +204,7 @@ class Recorder(list[Call]):
         self._fds.append((fd, (info.st_dev, info.st_ino)))
         return fd
 
-    def _plausible(self, name: str, args: tuple[Any, ...]) -> Any:
+    def _plausible(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if name == "open_tree":
             return self.fake_fd(args[0])
         if name == "fsmount_new":
@@ -184,6 +217,15 @@ class Recorder(list[Call]):
             return PROC_SUPER_MAGIC
         if name == "prctl":
             return 0
+        if name == "os.mknod":  # a plain empty file where the node would be (unprivileged)
+            path, mode = args[0], (args[1] if len(args) > 1 else 0o600)
+            self._real_mknod(path, stat.S_IFREG | (mode & 0o777), dir_fd=kwargs.get("dir_fd"))
+            return None
+        if name == "os.umask":
+            return 0o022
+        if name == "os.fork":
+            raise RecordingError("os.fork: the double does not fork; give its result in "
+                                 "results (0: be the child, a pid: be the parent)")
         if name == "fork_into_cgroup":
             raise RecordingError("fork_into_cgroup: the double does not fork; give its result "
                                  "in results (0: be the child, a pid: be the parent)")
