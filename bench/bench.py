@@ -373,7 +373,7 @@ class Bench:
 
 def seccomp_bundle(bundle: Path) -> Path:
     """The benchmark bundle with ocirt's default seccomp profile, beside it."""
-    from ocirt.linux.seccomp import default_profile
+    from ocirt.config.seccomp_profile import default_profile
 
     config = json.loads((bundle / "config.json").read_text())
     config["linux"]["seccomp"] = default_profile()

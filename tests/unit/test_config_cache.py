@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from ocirt.cache import cache_dir
-from ocirt.config import default_spec, validate
+from ocirt.config import validate
+from ocirt.config.default import default_spec
 from ocirt.errors import ConfigError
 
 REPO = Path(__file__).parents[2]
