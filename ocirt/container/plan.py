@@ -13,6 +13,7 @@ import os
 import stat
 
 from ocirt.errors import ConfigError, SyscallError, UnsupportedError, access_hint
+from ocirt.identity import running_rootless
 from ocirt.linux import (
     affinity,
     cgroups,
@@ -29,7 +30,6 @@ from ocirt.linux import syscalls as sc
 from ocirt.linux.namespaces import NamespacePlan
 from ocirt.linux.plan import Step
 from ocirt.linux.process import ProcessSetup
-from ocirt.linux.rootless import running_rootless
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
