@@ -12,6 +12,7 @@ import _socket as socket  # the C module under ``socket``: no enum, selectors (~
 import os
 import stat
 
+from ocirt import log
 from ocirt.errors import ConfigError, SyscallError, UnsupportedError, access_hint
 from ocirt.identity import running_rootless
 from ocirt.linux import (
@@ -25,8 +26,10 @@ from ocirt.linux import (
     process_attrs,
     rootfs,
     sysctl,
+    uidmap,
 )
 from ocirt.linux import syscalls as sc
+from ocirt.linux.cgroups import none
 from ocirt.linux.namespaces import NamespacePlan
 from ocirt.linux.plan import Step
 from ocirt.linux.process import ProcessSetup
@@ -87,8 +90,6 @@ class ContainerPlan:
                               for mapped in self.idmapped]))
         ns_steps = [Step(t, _noop) for t in self.namespaces.describe()]
         if self.namespaces.new_user:
-            from ocirt.linux import uidmap
-
             ns_steps.append(Step(f"id maps: {uidmap.describe(self.config.get('linux') or {})}",
                                  _noop))
         sections.append(("namespaces (stage-1 child)", ns_steps))
@@ -135,8 +136,6 @@ def refuse_unsupported(config: dict[str, Any]) -> None:
             if key in ("mountLabel", "selinuxLabel") and not selinux_on:
                 # A label means nothing where SELinux is off (runc and crun skip it too):
                 # said out loud, not silently ignored.
-                from ocirt import log
-
                 log.current.warning(f"$.{section}.{key}: SELinux is not enabled on this host: "
                                     "the label is not applied")
                 continue
@@ -198,8 +197,6 @@ def build(container_id: str, bundle: str, config: dict[str, Any], options: Optio
     manager = cgroups.select(linux.get("cgroupsPath"), container_id, options.cgroup_driver,
                              config.get("annotations") or {})
     if rootless and manager.kind == "cgroupfs":  # no cgroup the user may write: none
-        from ocirt.linux.cgroups import none  # (runc's rule; docs/rootless.md)
-
         assert isinstance(manager, cgroups.Manager)
         manager = none.choose(manager, rootless, linux.get("resources"))
     cgroup_steps = manager.steps(linux.get("resources") or {}, linux.get("devices") or [])

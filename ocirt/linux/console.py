@@ -13,9 +13,11 @@ from __future__ import annotations
 import _socket as socket  # the C module under ``socket``: no enum, selectors (~4 ms)
 import fcntl
 import os
+import select
 import stat
 import struct
 import termios
+import tty
 
 from ocirt.errors import OcirtError, SyscallError, access_hint
 from ocirt.linux import procfs, safepath
@@ -124,8 +126,6 @@ class Relay:
 
     def __enter__(self) -> Relay:
         if os.isatty(0):
-            import tty
-
             self.saved = termios.tcgetattr(0)
             tty.setraw(0)
             self.resize()
@@ -142,8 +142,6 @@ class Relay:
 
     def pump(self, pidfd: int) -> None:
         """Copy stdin to the pty and the pty to stdout until the process ends."""
-        import select
-
         watched = [self.master, pidfd, 0]
         while True:
             try:
