@@ -19,8 +19,8 @@ import struct
 import termios
 import tty
 
-from ocirt.errors import OcirtError, SyscallError, access_hint
-from ocirt.linux import procfs, safepath
+from ocirt.errors import OcirtError, SyscallError
+from ocirt.linux import procfs, safepath, unixsock
 from ocirt.linux import syscalls as sc
 
 TYPE_CHECKING = False
@@ -83,18 +83,8 @@ def become_terminal_owner(slave: int) -> None:
 
 
 def connect(path: str) -> socket.socket:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.connect(path)
-    except OSError as err:
-        sock.close()
-        raise SyscallError.of(f"connect({path!r})", err, f"console socket {path}",
-                              access_hint(err, "a socket").removeprefix(": ")) from err
-    return sock
-
-
-def send_fd(sock: socket.socket, fd: int, name: str) -> None:
-    sock.sendmsg([name.encode()], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", fd))])
+    """The console socket (``--console-socket``), connected."""
+    return unixsock.connect(path, "console socket")
 
 
 def recv_fd(sock: socket.socket) -> int:
@@ -190,7 +180,7 @@ def take_terminal(sock: socket.socket, size: dict[str, int] | None, console: boo
             set_size(slave, size.get("height", 0), size.get("width", 0))
         if console:
             _bind_console(slave)
-        send_fd(sock, master, "/dev/ptmx")
+        unixsock.send_fd(sock, master, b"/dev/ptmx", "console socket", "pty master")
     finally:
         os.close(master)
         sock.close()
