@@ -63,6 +63,19 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 3.0, interval: float
         time.sleep(interval)
 
 
+def mounts_under(pid: int | str, path: Path | str) -> list[str]:
+    """The lines of ``/proc/PID/mountinfo`` whose mount point is ``path`` or lies under it
+    (what a runtime left in a mount namespace, or made there)."""
+    text = Path(f"/proc/{pid}/mountinfo").read_text()
+    return [line for line in text.splitlines()
+            if (line.split()[4] + "/").startswith(f"{str(path).rstrip('/')}/")]
+
+
+def mount_ids_under(pid: int | str, path: Path | str) -> dict[int, str]:
+    """Mount ID -> mount point, for the mounts of ``mounts_under``."""
+    return {int(line.split()[0]): line.split()[4] for line in mounts_under(pid, path)}
+
+
 def pid_alive(pid: int) -> bool:
     """True while ``pid`` runs (a zombie counts as gone)."""
     try:
