@@ -192,6 +192,23 @@ class RuntimeCalls:
         return doc
 
 
+def accept_fd(listener: socket.socket, timeout: float, what: str) -> tuple[bytes, int]:
+    """Accept the runtime's connection on ``listener`` (queued by the kernel until now) and
+    return the payload and the fd it sent with SCM_RIGHTS; ``what`` names the socket when no
+    fd came."""
+    listener.settimeout(timeout)
+    conn, _ = listener.accept()
+    with conn:
+        conn.settimeout(timeout)
+        fds = array.array("i")
+        data, ancdata, _, _ = conn.recvmsg(4096, socket.CMSG_SPACE(fds.itemsize))
+    for level, kind, raw in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(raw[:fds.itemsize])
+            return data, fds[0]
+    raise AssertionError(f"the {what} received no file descriptor")
+
+
 class ConsoleSocket:
     """A ``--console-socket`` in ``directory``: a unix socket whose first connection hands over
     a pty master.
@@ -216,18 +233,9 @@ class ConsoleSocket:
     def receive(self, timeout: float | None = None) -> int:
         """The pty master the runtime sends (kept, to be closed with the socket)."""
         timeout = self.timeout if timeout is None else timeout
-        self.sock.settimeout(timeout)
-        conn, _ = self.sock.accept()
-        with conn:
-            conn.settimeout(timeout)
-            fds = array.array("i")
-            _, ancdata, _, _ = conn.recvmsg(4096, socket.CMSG_SPACE(fds.itemsize))
-        for level, kind, data in ancdata:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                fds.frombytes(data[:fds.itemsize])
-                self.masters.append(fds[0])
-                return fds[0]
-        raise AssertionError("the console socket received no file descriptor")
+        _, master = accept_fd(self.sock, timeout, "console socket")
+        self.masters.append(master)
+        return master
 
     def close(self) -> None:
         for fd in self.masters:

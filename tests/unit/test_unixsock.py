@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import os
 import socket
-import struct
 from pathlib import Path
 
 import pytest
+from testkit import accept_fd
 
 from ocirt.errors import SyscallError
 from ocirt.linux import unixsock
@@ -36,15 +36,11 @@ def test_the_fd_and_payload_arrive(tmp_path: Path) -> None:
         listener.bind(path)
         listener.listen(1)
         sock = unixsock.connect(path, "console socket")
-        peer, _ = listener.accept()
         read_end, write_end = os.pipe()
         try:
             unixsock.send_fd(sock, write_end, b"/dev/ptmx", "console socket", "pty master")
-            data, ancdata, _, _ = peer.recvmsg(64, socket.CMSG_SPACE(4))
+            data, received = accept_fd(listener, 3.0, "console socket")
             assert data == b"/dev/ptmx"
-            ((level, kind, raw),) = ancdata
-            assert (level, kind) == (socket.SOL_SOCKET, socket.SCM_RIGHTS)
-            received = struct.unpack("i", raw[:4])[0]
             os.write(received, b"x")  # the same pipe, through the fd that arrived
             assert os.read(read_end, 1) == b"x"
             os.close(received)
@@ -52,7 +48,6 @@ def test_the_fd_and_payload_arrive(tmp_path: Path) -> None:
             for fd in (read_end, write_end):
                 os.close(fd)
             sock.close()
-            peer.close()
 
 
 def test_a_send_to_a_closed_peer_names_what_was_sent() -> None:
