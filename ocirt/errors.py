@@ -9,8 +9,6 @@ from __future__ import annotations
 import errno as _errno
 import os
 
-from ocirt.identity import host_uid, running_rootless
-
 
 class OcirtError(Exception):
     """Base class: a message meant for the user and an exit code."""
@@ -165,6 +163,8 @@ def access_hint(err: OSError, what: str = "a path") -> str:
     """``": <what to do>"`` for a denial, empty otherwise: appended to an error's text."""
     if not is_denied(err):
         return ""
+    from ocirt.identity import host_uid, running_rootless  # a failure's: not on the hot path
+
     if running_rootless():
         return (f": uid {host_uid()} may not reach it: use {what} this user may use, or "
                 "give the user access (docs/rootless.md)")

@@ -21,7 +21,6 @@ from ocirt.errors import (
     access_hint,
     errno_text,
 )
-from ocirt.linux.rootless import default_root
 from ocirt.log import Log
 
 TYPE_CHECKING = False
@@ -37,7 +36,9 @@ def dispatch(globals_: dict[str, Any], command: Command, values: dict[str, Any])
                             bool(globals_.get("debug")))
     try:
         root = globals_.get("root")
-        if not root:
+        if not root:  # managers pass --root
+            from ocirt.linux.rootless import default_root
+
             root = default_root()
         store = Store(root)
         return HANDLERS[command.name](store, globals_, values)

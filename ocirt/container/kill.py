@@ -8,7 +8,6 @@ from ocirt.container.state import Status, Store
 from ocirt.errors import NotRunning, OcirtError, SyscallError
 from ocirt.linux import cgroups
 from ocirt.linux.cgroups import placement
-from ocirt.linux.cgroups.none import pid_namespace_members
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -51,6 +50,8 @@ def kill(store: Store, container_id: str, signum: int, all_processes: bool = Fal
         if not status.can_kill:
             raise NotRunning()
         if all_processes:  # no cgroup (rootless): every process of its pid namespace
+            from ocirt.linux.cgroups.none import pid_namespace_members
+
             _signal(pid_namespace_members(state.pid), signum)
             return
         _signal([state.pid], signum)

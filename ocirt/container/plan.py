@@ -29,7 +29,6 @@ from ocirt.linux import (
     uidmap,
 )
 from ocirt.linux import syscalls as sc
-from ocirt.linux.cgroups import none
 from ocirt.linux.namespaces import NamespacePlan
 from ocirt.linux.plan import Step
 from ocirt.linux.process import ProcessSetup
@@ -197,6 +196,8 @@ def build(container_id: str, bundle: str, config: dict[str, Any], options: Optio
     manager = cgroups.select(linux.get("cgroupsPath"), container_id, options.cgroup_driver,
                              config.get("annotations") or {})
     if rootless and manager.kind == "cgroupfs":  # no cgroup the user may write: none
+        from ocirt.linux.cgroups import none  # (runc's rule; docs/rootless.md)
+
         assert isinstance(manager, cgroups.Manager)
         manager = none.choose(manager, rootless, linux.get("resources"))
     cgroup_steps = manager.steps(linux.get("resources") or {}, linux.get("devices") or [])

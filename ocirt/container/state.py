@@ -25,7 +25,6 @@ import fcntl
 import os
 
 from ocirt import OCI_VERSION, jsonfast
-from ocirt.container.state_shape import SHAPES, check_cgroup, check_shape, kind
 from ocirt.errors import (
     AccessError,
     ContainerExists,
@@ -204,6 +203,8 @@ class ContainerState:
     def from_json(cls, data: Any) -> ContainerState:
         """The state a document describes; ``ValueError`` naming the field if it is not one
         this runtime wrote (unknown fields are ignored, missing optional ones take defaults)."""
+        from ocirt.container.state_shape import SHAPES, check_cgroup, check_shape, kind
+
         if not isinstance(data, dict):
             raise ValueError(f"not a JSON object but {kind(data)}")
         fields: dict[str, Any] = {}
