@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 
+from ocirt.errors import errno_text
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -81,7 +83,5 @@ def write_atomic(path: str, data: bytes, dir_mode: int = 0o755, file_mode: int =
             os.unlink(tmp)
         except OSError:
             pass
-        from ocirt.errors import errno_text
-
         return errno_text(err)
     return None
