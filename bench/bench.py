@@ -371,12 +371,16 @@ class Bench:
                     print(f"bench: {rt.name}: cannot delete {container_id}: {err}")
 
 
-def seccomp_bundle(bundle: Path) -> Path:
-    """The benchmark bundle with ocirt's default seccomp profile, beside it."""
-    from ocirt.linux.seccomp import default_profile
-
+def seccomp_bundle(bundle: Path, ocirt: str) -> Path:
+    """The benchmark bundle with ocirt's default seccomp profile, beside it: the one the ocirt
+    under test writes with ``ocirt spec`` (not the ``ocirt`` package this script could import,
+    which may be another version)."""
+    spec_dir = bundle.parent / "spec"
+    spec_dir.mkdir()
+    subprocess.run([ocirt, "spec"], cwd=spec_dir, check=True)
+    profile = json.loads((spec_dir / "config.json").read_text())["linux"]["seccomp"]
     config = json.loads((bundle / "config.json").read_text())
-    config["linux"]["seccomp"] = default_profile()
+    config["linux"]["seccomp"] = profile
     config["root"]["path"] = str(bundle / config["root"]["path"])
     target = bundle.parent / "bundle-seccomp"
     target.mkdir()
@@ -529,7 +533,8 @@ def main(argv: Sequence[str]) -> int:
                 root = Path(tempfile.mkdtemp(prefix=f"ocirt-bench-{name}-", dir=state_parent))
                 stderr = (workdir / f"{name}.stderr").open("w+b")
                 runtimes.append(Runtime(name, path, root, stderr))
-            secure = None if args.no_seccomp else seccomp_bundle(bundle)
+            secure = (None if args.no_seccomp or "ocirt" not in paths
+                      else seccomp_bundle(bundle, paths["ocirt"]))
             bench = Bench(runtimes, bundle, secure)
             print(
                 f"bench: {len(runtimes)} runtimes, {args.warmup} warm-up and {args.rounds} timed"

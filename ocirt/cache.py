@@ -1,13 +1,43 @@
-"""On-disk caches (the compiled config validator, compiled seccomp filters).
+"""On-disk caches (the compiled config validator, compiled seccomp filters): where, and how.
 
-A cache file is only trusted when it and its directory belong to us and nobody else can write
-them; it is written atomically (a temporary file, then rename), and failing to write it is
-never an error: the caller just compiles again next time.
+Both caches live under one directory (``cache_dir``): ``$OCIRT_CACHE_DIR`` if set, else
+``/var/cache/ocirt`` for root, else ``$XDG_CACHE_HOME/ocirt`` (``~/.cache/ocirt``); both name
+their entries by a ``sha256`` of what the entry depends on. A cache file is only trusted when it
+and its directory belong to us and nobody else can write them; it is written atomically (a
+temporary file, then rename), and failing to write it is never an error: the caller just
+compiles again next time.
 """
 
 from __future__ import annotations
 
 import os
+
+from ocirt.errors import errno_text
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+
+def cache_dir() -> str:
+    """Where compiled validators and filters are cached (see the module docstring)."""
+    explicit = os.environ.get("OCIRT_CACHE_DIR")
+    if explicit:
+        return explicit
+    if os.geteuid() == 0:
+        return "/var/cache/ocirt"
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "ocirt")
+
+
+def sha256() -> Any:
+    """sha256 from the built-in module: ``import hashlib`` loads OpenSSL (~5 ms)."""
+    for module in ("_sha2", "_sha256", "hashlib"):  # 3.12+, 3.11, anything else
+        try:
+            return __import__(module).sha256()
+        except (ImportError, AttributeError):
+            continue
+    raise ImportError("no sha256 implementation")
 
 
 def read_trusted(path: str) -> bytes | None:
@@ -53,7 +83,5 @@ def write_atomic(path: str, data: bytes, dir_mode: int = 0o755, file_mode: int =
             os.unlink(tmp)
         except OSError:
             pass
-        from ocirt.errors import errno_text
-
         return errno_text(err)
     return None

@@ -163,7 +163,7 @@ def access_hint(err: OSError, what: str = "a path") -> str:
     """``": <what to do>"`` for a denial, empty otherwise: appended to an error's text."""
     if not is_denied(err):
         return ""
-    from ocirt.linux.rootless import host_uid, running_rootless
+    from ocirt.identity import host_uid, running_rootless  # a failure's: not on the hot path
 
     if running_rootless():
         return (f": uid {host_uid()} may not reach it: use {what} this user may use, or "

@@ -11,6 +11,7 @@ import sys
 import time
 
 from ocirt import jsonfast
+from ocirt.errors import errno_text
 
 
 class Log:
@@ -34,8 +35,6 @@ class Log:
             finally:
                 os.close(fd)
         except OSError as err:
-            from ocirt.errors import errno_text
-
             print(f"ocirt: cannot write log {self.path}: {errno_text(err)}", file=sys.stderr)
 
     def error(self, msg: str) -> None:

@@ -9,9 +9,10 @@ message; the runtime merges them and prints one table on stderr (JSON lines with
 ``--log-format json``).
 
 The runtime's first row, the interpreter start, runs from the fork that made the process to the
-first line of ``ocirt.cli``. The fork's moment comes from ``/proc/self/schedstat`` (the time the
-process has been on a CPU or waiting for one: a starting interpreter does not sleep), read only
-when ``--timings`` is given; ``/proc/self/stat``'s start time (10 ms ticks) is the fallback.
+first line of ``ocirt`` (``ocirt.ENTERED``). The fork's moment comes from
+``/proc/self/schedstat`` (the time the process has been on a CPU or waiting for one: a starting
+interpreter does not sleep), read only when ``--timings`` is given; ``/proc/self/stat``'s start
+time (10 ms ticks) is the fallback.
 
 The runtime's own rows follow each other without gaps, so they add up to the command's wall
 time; the children's rows overlap the runtime's waits (``sync wait: ...``), which is where they
@@ -25,6 +26,8 @@ from __future__ import annotations
 
 import os
 import time
+
+from ocirt import jsonfast
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -86,8 +89,6 @@ class Timings:
                   (float(e) - float(s)) * 1000)  # type: ignore[arg-type]
                  for p, phase, s, e in rows]
         if fmt == "json":
-            from ocirt import jsonfast
-
             lines = [jsonfast.dumps({"timings": command, "process": p, "phase": phase,
                                      "start_ms": round(start, 3), "ms": round(ms, 3)},
                                     compact=True) for p, phase, start, ms in cells]
@@ -124,7 +125,8 @@ def since_fork() -> float:
 
 def start(cli_entered: float) -> Timings:
     """The runtime's timings, begun at its fork: the interpreter start up to ``cli_entered``
-    (``perf_counter`` at the first line of ``ocirt.cli``), then the imports up to now."""
+    (``ocirt.ENTERED``: ``perf_counter`` at the first line of ``ocirt``), then the imports up
+    to now."""
     now = time.perf_counter()
     began = now - since_fork()
     timings = Timings("runtime", min(began, cli_entered))

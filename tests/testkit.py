@@ -63,6 +63,19 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 3.0, interval: float
         time.sleep(interval)
 
 
+def mounts_under(pid: int | str, path: Path | str) -> list[str]:
+    """The lines of ``/proc/PID/mountinfo`` whose mount point is ``path`` or lies under it
+    (what a runtime left in a mount namespace, or made there)."""
+    text = Path(f"/proc/{pid}/mountinfo").read_text()
+    return [line for line in text.splitlines()
+            if (line.split()[4] + "/").startswith(f"{str(path).rstrip('/')}/")]
+
+
+def mount_ids_under(pid: int | str, path: Path | str) -> dict[int, str]:
+    """Mount ID -> mount point, for the mounts of ``mounts_under``."""
+    return {int(line.split()[0]): line.split()[4] for line in mounts_under(pid, path)}
+
+
 def pid_alive(pid: int) -> bool:
     """True while ``pid`` runs (a zombie counts as gone)."""
     try:
@@ -179,6 +192,23 @@ class RuntimeCalls:
         return doc
 
 
+def accept_fd(listener: socket.socket, timeout: float, what: str) -> tuple[bytes, int]:
+    """Accept the runtime's connection on ``listener`` (queued by the kernel until now) and
+    return the payload and the fd it sent with SCM_RIGHTS; ``what`` names the socket when no
+    fd came."""
+    listener.settimeout(timeout)
+    conn, _ = listener.accept()
+    with conn:
+        conn.settimeout(timeout)
+        fds = array.array("i")
+        data, ancdata, _, _ = conn.recvmsg(4096, socket.CMSG_SPACE(fds.itemsize))
+    for level, kind, raw in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(raw[:fds.itemsize])
+            return data, fds[0]
+    raise AssertionError(f"the {what} received no file descriptor")
+
+
 class ConsoleSocket:
     """A ``--console-socket`` in ``directory``: a unix socket whose first connection hands over
     a pty master.
@@ -203,18 +233,9 @@ class ConsoleSocket:
     def receive(self, timeout: float | None = None) -> int:
         """The pty master the runtime sends (kept, to be closed with the socket)."""
         timeout = self.timeout if timeout is None else timeout
-        self.sock.settimeout(timeout)
-        conn, _ = self.sock.accept()
-        with conn:
-            conn.settimeout(timeout)
-            fds = array.array("i")
-            _, ancdata, _, _ = conn.recvmsg(4096, socket.CMSG_SPACE(fds.itemsize))
-        for level, kind, data in ancdata:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                fds.frombytes(data[:fds.itemsize])
-                self.masters.append(fds[0])
-                return fds[0]
-        raise AssertionError("the console socket received no file descriptor")
+        _, master = accept_fd(self.sock, timeout, "console socket")
+        self.masters.append(master)
+        return master
 
     def close(self) -> None:
         for fd in self.masters:

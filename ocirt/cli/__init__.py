@@ -5,10 +5,9 @@ Kept thin: parsing, logging and exit codes only; the work is in ``ocirt.containe
 
 from __future__ import annotations
 
+import gc
+import os
 import sys
-import time
-
-ENTERED = time.perf_counter()  # the interpreter's start ends here (see ``ocirt.timings``)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -17,8 +16,6 @@ def main(argv: list[str] | None = None) -> None:
         # A short-lived command: reference counting frees what it makes, and the cyclic
         # collector only costs time (~10 passes over the imported modules' objects in `run`,
         # ~1-2 ms, and copy-on-write faults in the forked children). `events` turns it back on.
-        import gc
-
         gc.disable()
     try:
         if argv is None and _plain_state(words):
@@ -40,8 +37,6 @@ def main(argv: list[str] | None = None) -> None:
             raise
         print(f"ocirt: internal error: {type(err).__name__}: {err}", file=sys.stderr)
         code = 1
-    import os
-
     try:
         sys.stdout.flush()
     except BrokenPipeError:

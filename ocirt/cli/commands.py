@@ -6,13 +6,14 @@ an unexpected exception too, with its traceback only under ``--debug``.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 
 from ocirt import jsonfast
 from ocirt import log as logging
 from ocirt.cli.table import Command
-from ocirt.container.state import Store
+from ocirt.container.state import Store, check_id
 from ocirt.errors import (
     OcirtError,
     SyscallError,
@@ -35,7 +36,7 @@ def dispatch(globals_: dict[str, Any], command: Command, values: dict[str, Any])
                             bool(globals_.get("debug")))
     try:
         root = globals_.get("root")
-        if not root:
+        if not root:  # managers pass --root
             from ocirt.linux.rootless import default_root
 
             root = default_root()
@@ -92,8 +93,7 @@ def _timings(values: dict[str, Any]) -> Any:
     """``--timings``: the runtime's timeline, begun at its fork (None without the flag)."""
     if not values.get("timings"):
         return None
-    from ocirt import timings
-    from ocirt.cli import ENTERED
+    from ocirt import ENTERED, timings
 
     return timings.start(ENTERED)
 
@@ -132,8 +132,6 @@ def cmd_start(store: Store, globals_: dict[str, Any], values: dict[str, Any]) ->
 
 
 def cmd_state(store: Store, globals_: dict[str, Any], values: dict[str, Any]) -> int:
-    from ocirt.container.state import check_id
-
     check_id(values["container_id"])
     print(jsonfast.pretty(store.load(values["container_id"]).document()))
     return 0
@@ -222,7 +220,6 @@ def cmd_spec(store: Store, globals_: dict[str, Any], values: dict[str, Any]) -> 
 def cmd_exec(store: Store, globals_: dict[str, Any], values: dict[str, Any]) -> int:
     timings = _timings(values)
     from ocirt.container import exec as executing
-    from ocirt.container.state import check_id
 
     if timings is not None:
         timings.lap("imports (exec)")
@@ -303,8 +300,6 @@ def cmd_update(store: Store, globals_: dict[str, Any], values: dict[str, Any]) -
 
 
 def cmd_events(store: Store, globals_: dict[str, Any], values: dict[str, Any]) -> int:
-    import gc
-
     from ocirt.container import events
 
     gc.enable()  # it runs for as long as the container does (see ocirt.cli.main)
@@ -322,8 +317,6 @@ def cmd_ps(store: Store, globals_: dict[str, Any], values: dict[str, Any]) -> in
 
 
 def _checked_id(values: dict[str, Any]) -> str:
-    from ocirt.container.state import check_id
-
     container_id: str = values["container_id"]
     check_id(container_id)
     return container_id

@@ -27,8 +27,10 @@ file name (``config-schema.json``), ``where`` a JSON path (``$.process.args[0]``
 
 from __future__ import annotations
 
+import _sre  # type: ignore[import-not-found]
 import json
 import os
+import re
 import sys
 from typing import Any
 
@@ -149,19 +151,14 @@ def _sre_args(pattern: str) -> tuple[Any, ...] | None:
     where this Python's ``re`` is not laid out as 3.11's. The cache key holds the Python
     version, so the code is only ever read back by the ``_sre`` that it was made for."""
     try:
-        import _sre  # type: ignore[import-not-found]
-        from re import _compiler, _parser  # type: ignore[attr-defined]
-
-        parsed = _parser.parse(pattern, 0)
-        code = _compiler._code(parsed, 0)
+        parsed = re._parser.parse(pattern, 0)  # type: ignore[attr-defined]
+        code = re._compiler._code(parsed, 0)  # type: ignore[attr-defined]
         groupindex = dict(parsed.state.groupdict)
         indexgroup: list[str | None] = [None] * parsed.state.groups
         for name, index in groupindex.items():
             indexgroup[index] = name
         args = (int(parsed.state.flags), [int(op) for op in code], parsed.state.groups - 1,
                 groupindex, tuple(indexgroup))  # plain ints: the opcodes' repr is their name
-        import re
-
         probe = _sre.compile(pattern, *args)
         if probe.pattern != pattern or probe.flags != re.compile(pattern).flags:
             return None
@@ -171,10 +168,10 @@ def _sre_args(pattern: str) -> tuple[Any, ...] | None:
 
 
 def main(argv: list[str]) -> int:
-    """Print the generated validator for a schema directory (default: ocirt's)."""
-    from ocirt.config.validate import schema_dir
-
-    sys.stdout.write(generate(load_schemas(argv[1] if len(argv) > 1 else schema_dir())))
+    """Print the generated validator for a schema directory (default: ocirt's own, beside
+    this module; ``validate`` imports this module, never the other way round)."""
+    own = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schemas")
+    sys.stdout.write(generate(load_schemas(argv[1] if len(argv) > 1 else own)))
     return 0
 
 

@@ -6,8 +6,8 @@ Differences from ``runc spec`` (runc 1.2):
     flip it;
   * ``hostname`` is "ocirt";
   * ``linux.seccomp`` is ocirt's default profile (ocirt/config/seccomp_default.json: an
-    allow-list in the spirit of Docker's, see ``ocirt.linux.seccomp.default_profile``), so a
-    fresh bundle is filtered (runc writes none);
+    allow-list in the spirit of Docker's, see ``ocirt.config.seccomp_profile``), so a fresh
+    bundle is filtered (runc writes none);
   * the cgroup namespace is always listed (runc adds it only on a cgroup v2 host);
   * ``ociVersion`` is the spec version ocirt implements (``ocirt.OCI_VERSION``).
 
@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 
 from ocirt import OCI_VERSION
-from ocirt.linux.seccomp import default_profile
+from ocirt.config.seccomp_profile import default_profile
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

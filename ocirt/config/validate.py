@@ -7,10 +7,11 @@ that cannot be read or written (read-only disk, foreign owner, corrupt file) onl
 the schemas are then compiled in memory. Nothing here imports ``typing``, ``hashlib`` or ``re``
 up front: each costs milliseconds, and this runs on every ``ocirt create``.
 
-Cache directory: ``$OCIRT_CACHE_DIR`` if set, else ``/var/cache/ocirt`` for root, else
-``$XDG_CACHE_HOME/ocirt`` (``~/.cache/ocirt``). Schemas: ``$OCIRT_SCHEMA_DIR`` if set, else
-``ocirt/config/schemas/``, found beside this module (they ship in the wheel as package data; no
-``importlib.resources``, whose import costs milliseconds).
+Cache directory: ``ocirt.cache.cache_dir()`` (``$OCIRT_CACHE_DIR``, else ``/var/cache/ocirt``
+for root, else ``$XDG_CACHE_HOME/ocirt``), shared with the seccomp filters. Schemas:
+``$OCIRT_SCHEMA_DIR`` if set, else ``ocirt/config/schemas/``, found beside this module (they
+ship in the wheel as package data; no ``importlib.resources``, whose import costs
+milliseconds).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import os
 import sys
 import zlib
 
-from ocirt.cache import read_trusted, write_atomic
+from ocirt.cache import cache_dir, read_trusted, sha256, write_atomic
 from ocirt.errors import ConfigError, SyscallError
 
 TYPE_CHECKING = False
@@ -62,17 +63,6 @@ def _check(schema: str, doc: object, file: str) -> None:
 def schema_dir() -> str:
     """Where the JSON Schemas live: inside the package, unless ``$OCIRT_SCHEMA_DIR`` says."""
     return os.environ.get("OCIRT_SCHEMA_DIR") or os.path.join(_HERE, "schemas")
-
-
-def cache_dir() -> str:
-    """Where compiled validators are cached (see the module docstring)."""
-    explicit = os.environ.get("OCIRT_CACHE_DIR")
-    if explicit:
-        return explicit
-    if os.geteuid() == 0:
-        return "/var/cache/ocirt"
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "ocirt")
 
 
 def load_validator(schemas: str | None = None, cache: str | None = None) -> Runner:
@@ -128,7 +118,7 @@ def _read_schemas(directory: str) -> dict[str, bytes]:
 
 
 def _key(files: dict[str, bytes]) -> str:
-    digest = _sha256()
+    digest = sha256()
     digest.update(f"{sys.hexversion}\0".encode())
     for name, data in files.items():
         digest.update(f"{name}\0{len(data)}\0".encode())
@@ -141,16 +131,6 @@ def _key(files: dict[str, bytes]) -> str:
             pass
     hexdigest: str = digest.hexdigest()
     return hexdigest[:40]
-
-
-def _sha256() -> Any:
-    """sha256 from the built-in module: ``import hashlib`` loads OpenSSL (~5 ms)."""
-    for module in ("_sha2", "_sha256", "hashlib"):  # 3.12+, 3.11, anything else
-        try:
-            return __import__(module).sha256()
-        except (ImportError, AttributeError):
-            continue
-    raise ImportError("no sha256 implementation")
 
 
 def _load_code(path: str) -> CodeType | None:

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import _socket as socket  # the C module under ``socket``: no enum, selectors (~4 ms)
 import os
+import pwd
 import time
 
+from ocirt import log
 from ocirt.config.load import load_config
 from ocirt.container import hooks
 from ocirt.container import plan as planning
@@ -32,7 +34,7 @@ from ocirt.container.state import (
 )
 from ocirt.container.sync import Channel, lapper, reap
 from ocirt.errors import ConfigError, OcirtError
-from ocirt.linux import hostmounts, namespaces, uidmap
+from ocirt.linux import hostmounts, namespaces, netdevices, uidmap
 from ocirt.linux import syscalls as sc
 from ocirt.linux.plan import run_all
 
@@ -140,8 +142,6 @@ def create(store: Store, plan: planning.ContainerPlan, foreground: bool = False)
             channel.send("mapped")
             lap("sync wait: user namespace; uid and gid maps")
         if plan.net_devices:
-            from ocirt.linux import netdevices
-
             channel.expect("netns", "creating the network namespace")
             run_all(netdevices.move_steps(plan.net_devices, f"/proc/{stage1_pid}/ns/net"))
             lap("sync wait: network namespace; network devices")
@@ -200,8 +200,6 @@ def create(store: Store, plan: planning.ContainerPlan, foreground: bool = False)
                 _detach_mounts(hostmounts.made_since(mounts_before, plan.rootfs))
             plan.cgroup.destroy()
         except OcirtError as cleanup_err:  # keep the first error: it is the cause
-            from ocirt import log
-
             log.current.warning(f"cleaning up after a failed create: {cleanup_err}")
         finally:
             store.remove(plan.container_id)
@@ -223,8 +221,6 @@ def _detach_mounts(made: list[hostmounts.Mount]) -> None:
 
 def _owner() -> str:
     """The user creating the container, by name as `list` shows it (runc's OWNER)."""
-    import pwd
-
     try:
         return pwd.getpwuid(os.geteuid()).pw_name
     except KeyError:

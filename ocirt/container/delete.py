@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import time
 
+from ocirt import log
 from ocirt.container import hooks
 from ocirt.container.state import ContainerState, Status, Store
 from ocirt.errors import ContainerNotFound, StateDamaged, StateError
@@ -61,8 +62,6 @@ def recover(store: Store, container_id: str, err: ContainerNotFound | StateDamag
     """What ``delete --force`` undoes when state.json is unusable: the state create recorded
     before it made anything (cleanup.json), else the cgroup this ID gets by default (as this
     runtime would place it now); None if nothing was ever recorded (nothing was made)."""
-    from ocirt import log
-
     try:
         state = store.load(container_id, "cleanup.json")
     except ContainerNotFound:
@@ -128,8 +127,6 @@ def destroy(store: Store, state: ContainerState) -> None:
                                           state.rootfs)
         problems = hostmounts.detach(made)
         if problems:
-            from ocirt import log
-
             log.current.warning("delete: mounts the container made in the runtime's mount "
                                 "namespace were left: " + "; ".join(problems))
     if state.cgroup:

@@ -25,10 +25,11 @@ import copy
 import json
 import os
 
+from ocirt import OCI_VERSION, log
 from ocirt.container.state import Status, Store, write_pid_file
 from ocirt.container.sync import Channel, child_failed, lapper, reap, run_steps
 from ocirt.errors import ConfigError, OcirtError, StateError, SyscallError, errno_text
-from ocirt.linux import affinity, cgroups, namespaces, pidfd
+from ocirt.linux import affinity, cgroups, namespaces, pidfd, procfs
 from ocirt.linux import syscalls as sc
 from ocirt.linux.cgroups import placement
 from ocirt.linux.process import ProcessSetup, close_extra_fds
@@ -56,7 +57,6 @@ class ExecOptions:
 
 def process_from_file(path: str) -> dict[str, Any]:
     """A process object from ``--process FILE``, checked against the schema."""
-    from ocirt import OCI_VERSION
     from ocirt.config.validate import validate_config
 
     try:
@@ -255,8 +255,6 @@ def _kill(pid: int) -> None:
 
 
 def _debug(message: str) -> None:
-    from ocirt import log
-
     log.current.debug(message)
 
 
@@ -311,8 +309,6 @@ def _stage1(setup: ProcessSetup, channel: Channel, ns_fds: list[tuple[str, int]]
     try:
         sc.prctl(sc.PR_SET_DUMPABLE, 0)
         if process.get("oomScoreAdj") is not None:  # the host's procfs, inherited
-            from ocirt.linux import procfs
-
             procfs.write("self/oom_score_adj", str(process["oomScoreAdj"]))
         if setup.seccomp is not None:
             setup.seccomp.connect_listener()  # listenerPath is a host path

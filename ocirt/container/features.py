@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from ocirt import OCI_VERSION, __version__
 from ocirt.container.hooks import KINDS
-from ocirt.linux import mountopts, namespaces, process_attrs
+from ocirt.linux import mountopts, namespaces, process_attrs, seccomp
+from ocirt.linux.syscalls import capng
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -18,8 +19,6 @@ OCI_VERSION_MIN = "1.0.0"
 
 
 def _capabilities() -> list[str]:
-    from ocirt.linux.syscalls import capng
-
     names = []
     for number in range(64):
         name = capng.capability_to_name(number)
@@ -27,20 +26,6 @@ def _capabilities() -> list[str]:
             break
         names.append("CAP_" + name.upper())
     return names
-
-
-def _seccomp() -> dict[str, Any]:
-    import importlib
-
-    try:
-        seccomp = importlib.import_module("ocirt.linux.seccomp")
-    except ImportError:
-        return {"enabled": False}
-    describe = getattr(seccomp, "features", None)
-    if describe is None:
-        return {"enabled": False}
-    result: dict[str, Any] = describe()
-    return result
 
 
 def features() -> dict[str, Any]:
@@ -56,7 +41,7 @@ def features() -> dict[str, Any]:
             "capabilities": _capabilities(),
             "cgroup": {"v1": True, "v2": True, "systemd": True, "systemdUser": True,
                        "rdma": False},
-            "seccomp": _seccomp(),
+            "seccomp": seccomp.features(),
             "apparmor": {"enabled": True},
             "selinux": {"enabled": False},
             "intelRdt": {"enabled": False},

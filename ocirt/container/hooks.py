@@ -24,7 +24,7 @@ import os
 import select
 import time
 
-from ocirt import jsonfast
+from ocirt import jsonfast, log
 from ocirt.errors import OcirtError, errno_text
 
 TYPE_CHECKING = False
@@ -71,8 +71,6 @@ def run_hooks(config: dict[str, Any], kind: str, state: dict[str, Any]) -> None:
 def run_hooks_warning(config: dict[str, Any], kind: str, state: dict[str, Any]) -> None:
     """Run every hook of ``kind``; a failure is a warning and the next hook still runs
     (poststop: "the remaining hooks and lifecycle continue as if the hook had succeeded")."""
-    from ocirt import log
-
     data = jsonfast.dumps(state).encode()
     for index, hook in enumerate(hooks_of(config, kind)):
         try:

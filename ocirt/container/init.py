@@ -17,9 +17,10 @@ from ocirt.container import hooks
 from ocirt.container.plan import ContainerPlan
 from ocirt.container.sync import Channel, child_failed, lapper, run_steps
 from ocirt.errors import OcirtError
-from ocirt.linux import affinity, namespaces, procfs
+from ocirt.linux import affinity, namespaces, netdevices, procfs
 from ocirt.linux import syscalls as sc
 from ocirt.linux.plan import run_all
+from ocirt.linux.process import close_extra_fds
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -71,8 +72,6 @@ def stage1(plan: ContainerPlan, channel: Channel, ns_fds: list[tuple[str, int]],
         late = ns.unshare_flags() & sc.CLONE_NEWCGROUP  # its root is the cgroup we join
         sc.unshare(ns.unshare_flags() & ~late)
         if plan.net_devices:  # the runtime moves them into our network namespace now
-            from ocirt.linux import netdevices
-
             netdevices.check_names_free(plan.net_devices)
             channel.send("netns")
         lap("namespaces: join, unshare")
@@ -137,8 +136,6 @@ def init(plan: ContainerPlan, channel: Channel, listener: socket.socket | None) 
         if plan.console_sock is not None:
             keep.add(plan.console_sock.fileno())
         keep.update(mapped.fd for mapped in plan.idmapped)  # attached by the mount steps
-        from ocirt.linux.process import close_extra_fds
-
         close_extra_fds(process.inherited if process is not None else set(), keep)
         # init's own procfs (its pid namespace), made before any config mount: every write
         # under /proc and every mount onto an fd goes through it
@@ -149,8 +146,6 @@ def init(plan: ContainerPlan, channel: Channel, listener: socket.socket | None) 
         if "network" in plan.namespaces.create:
             namespaces.loopback_up()
         if plan.net_devices:
-            from ocirt.linux import netdevices
-
             run_all(netdevices.setup_steps(plan.net_devices))
         lap("network: loopback, devices")
         run_steps(plan.mount_steps, timings, "mounts and devices")

@@ -12,7 +12,9 @@ import _socket as socket  # the C module under ``socket``: no enum, selectors (~
 import os
 import stat
 
+from ocirt import log
 from ocirt.errors import ConfigError, SyscallError, UnsupportedError, access_hint
+from ocirt.identity import running_rootless
 from ocirt.linux import (
     affinity,
     cgroups,
@@ -24,12 +26,12 @@ from ocirt.linux import (
     process_attrs,
     rootfs,
     sysctl,
+    uidmap,
 )
 from ocirt.linux import syscalls as sc
 from ocirt.linux.namespaces import NamespacePlan
 from ocirt.linux.plan import Step
 from ocirt.linux.process import ProcessSetup
-from ocirt.linux.rootless import running_rootless
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -87,8 +89,6 @@ class ContainerPlan:
                               for mapped in self.idmapped]))
         ns_steps = [Step(t, _noop) for t in self.namespaces.describe()]
         if self.namespaces.new_user:
-            from ocirt.linux import uidmap
-
             ns_steps.append(Step(f"id maps: {uidmap.describe(self.config.get('linux') or {})}",
                                  _noop))
         sections.append(("namespaces (stage-1 child)", ns_steps))
@@ -135,8 +135,6 @@ def refuse_unsupported(config: dict[str, Any]) -> None:
             if key in ("mountLabel", "selinuxLabel") and not selinux_on:
                 # A label means nothing where SELinux is off (runc and crun skip it too):
                 # said out loud, not silently ignored.
-                from ocirt import log
-
                 log.current.warning(f"$.{section}.{key}: SELinux is not enabled on this host: "
                                     "the label is not applied")
                 continue

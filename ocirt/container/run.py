@@ -13,7 +13,7 @@ import os
 from ocirt.container import create as creating
 from ocirt.container import delete as deleting
 from ocirt.container.plan import ContainerPlan
-from ocirt.container.start import started
+from ocirt.container.start import start, started
 from ocirt.container.state import Status, Store
 from ocirt.container.sync import lapper
 from ocirt.errors import ConfigError
@@ -44,8 +44,6 @@ def run(store: Store, plan: ContainerPlan, detach: bool = False, keep: bool = Fa
         if detach:
             created.channel.close()
             created.lock.release()
-            from ocirt.container.start import start
-
             start(store, state.id)
             lap("start (the program runs; poststart hooks)")
             return 0

@@ -47,7 +47,7 @@ import _socket as socket  # the C module under ``socket``: no enum, selectors (~
 import os
 
 from ocirt import jsonfast
-from ocirt.errors import OcirtError, SyscallError
+from ocirt.errors import OcirtError, SyscallError, access_hint, errno_text
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -123,8 +123,6 @@ def child_failed(channel: Channel | None, err: BaseException, debug: bool) -> No
     try:
         message = str(err) if isinstance(err, OcirtError) else f"{type(err).__name__}: {err}"
         if isinstance(err, OSError) and not isinstance(err, OcirtError):
-            from ocirt.errors import access_hint, errno_text
-
             # one line that names the errno, the target and (for a denial) what to do
             message = (f"setting up the container: {errno_text(err)} on "
                        f"{err.filename or '(no path)'}{access_hint(err)}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 
 from ocirt.errors import ConfigError, OcirtError, SyscallError
+from ocirt.linux import procfs
 from ocirt.linux.plan import Step
 
 ENABLED = "/sys/module/apparmor/parameters/enabled"
@@ -41,8 +42,6 @@ def write_attr(name: str, value: str) -> None:
     """Write ``value`` to this thread's AppArmor attribute ``name`` (attr/apparmor/NAME, or
     attr/NAME on kernels before 5.8), through the trusted procfs handle: the container's /proc
     cannot redirect it."""
-    from ocirt.linux import procfs
-
     path = f"thread-self/attr/apparmor/{name}"
     try:
         fd = procfs.open_file(path, os.O_WRONLY | os.O_CLOEXEC)

@@ -18,6 +18,7 @@ what /proc/self/status shows in the container, set for set.
 
 from __future__ import annotations
 
+from ocirt import log
 from ocirt.errors import ConfigError
 from ocirt.linux import syscalls as sc
 from ocirt.linux.syscalls import capng
@@ -70,8 +71,6 @@ def resolve(capabilities: dict[str, Any], where: str = "$.process.capabilities"
                 continue
             numbers.append(number)
         result[set_name] = numbers
-    from ocirt import log
-
     for name, places in missing.items():
         log.current.warning(f"{where}: {name} ({', '.join(places)}) is not in this host's "
                             "bounding set, so the container cannot have it: left out")

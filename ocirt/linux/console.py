@@ -13,12 +13,14 @@ from __future__ import annotations
 import _socket as socket  # the C module under ``socket``: no enum, selectors (~4 ms)
 import fcntl
 import os
+import select
 import stat
 import struct
 import termios
+import tty
 
-from ocirt.errors import OcirtError, SyscallError, access_hint
-from ocirt.linux import procfs, safepath
+from ocirt.errors import OcirtError, SyscallError
+from ocirt.linux import procfs, safepath, unixsock
 from ocirt.linux import syscalls as sc
 
 TYPE_CHECKING = False
@@ -81,18 +83,8 @@ def become_terminal_owner(slave: int) -> None:
 
 
 def connect(path: str) -> socket.socket:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.connect(path)
-    except OSError as err:
-        sock.close()
-        raise SyscallError.of(f"connect({path!r})", err, f"console socket {path}",
-                              access_hint(err, "a socket").removeprefix(": ")) from err
-    return sock
-
-
-def send_fd(sock: socket.socket, fd: int, name: str) -> None:
-    sock.sendmsg([name.encode()], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", fd))])
+    """The console socket (``--console-socket``), connected."""
+    return unixsock.connect(path, "console socket")
 
 
 def recv_fd(sock: socket.socket) -> int:
@@ -124,8 +116,6 @@ class Relay:
 
     def __enter__(self) -> Relay:
         if os.isatty(0):
-            import tty
-
             self.saved = termios.tcgetattr(0)
             tty.setraw(0)
             self.resize()
@@ -142,8 +132,6 @@ class Relay:
 
     def pump(self, pidfd: int) -> None:
         """Copy stdin to the pty and the pty to stdout until the process ends."""
-        import select
-
         watched = [self.master, pidfd, 0]
         while True:
             try:
@@ -192,7 +180,7 @@ def take_terminal(sock: socket.socket, size: dict[str, int] | None, console: boo
             set_size(slave, size.get("height", 0), size.get("width", 0))
         if console:
             _bind_console(slave)
-        send_fd(sock, master, "/dev/ptmx")
+        unixsock.send_fd(sock, master, b"/dev/ptmx", "console socket", "pty master")
     finally:
         os.close(master)
         sock.close()

@@ -7,8 +7,10 @@ children, so the stage that enters them forks the container's init afterwards.
 
 from __future__ import annotations
 
+import _socket  # not ``socket``: it imports enum and selectors (~4 ms)
 import fcntl
 import os
+import struct
 
 from ocirt.errors import ConfigError, SyscallError
 from ocirt.linux import procfs
@@ -170,9 +172,6 @@ def write_id_maps(pid: int, linux: dict[str, Any]) -> None:
 
 def loopback_up() -> None:
     """Bring up ``lo`` in a new network namespace (SIOCGIFFLAGS/SIOCSIFFLAGS on it)."""
-    import _socket  # not ``socket``: it imports enum and selectors (~4 ms)
-    import struct
-
     siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
     sock = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
     try:

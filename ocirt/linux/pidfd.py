@@ -10,21 +10,19 @@ the process is the runtime's child (or its subreaper's) and not yet reaped.
 
 from __future__ import annotations
 
-import _socket as socket  # the C module: the socket package costs ~4 ms to import
-import array
 import os
 
 from ocirt.errors import SyscallError
+from ocirt.linux import unixsock
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import _socket as socket
 
 
 def connect(path: str) -> socket.socket:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.connect(path)
-    except OSError as err:
-        sock.close()
-        raise SyscallError.of(f"connect({path!r})", err, f"pidfd socket {path}") from err
-    return sock
+    """The pidfd socket (``--pidfd-socket``), connected."""
+    return unixsock.connect(path, "pidfd socket")
 
 
 def send(sock: socket.socket, pid: int, kind: str) -> None:
@@ -34,10 +32,6 @@ def send(sock: socket.socket, pid: int, kind: str) -> None:
     except OSError as err:
         raise SyscallError.of(f"pidfd_open({pid})", err, "pidfd socket") from err
     try:
-        fds = array.array("i", [fd])
-        sock.sendmsg([kind.encode()], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds.tobytes())])
-    except OSError as err:
-        raise SyscallError.of(f"sendmsg({kind!r}, SCM_RIGHTS [pidfd of {pid}])", err,
-                              "pidfd socket") from err
+        unixsock.send_fd(sock, fd, kind.encode(), "pidfd socket", f"pidfd of {pid}")
     finally:
         os.close(fd)

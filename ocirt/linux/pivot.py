@@ -17,6 +17,7 @@ from _functools import partial  # functools.partial; functools imports collectio
 
 from ocirt.errors import SyscallError
 from ocirt.linux import syscalls as sc
+from ocirt.linux.masking import Masker
 from ocirt.linux.mountopts import PROPAGATION
 from ocirt.linux.plan import Step
 from ocirt.linux.rootfs import RootContext, remount_bind
@@ -123,8 +124,6 @@ def _move_root(ctx: RootContext) -> None:
 def finish_steps(readonly: bool, masked: list[str], readonly_paths: list[str],
                  propagation: str | None) -> list[Step]:
     """Steps after pivot_root: paths are now the container's own (see ``masking``)."""
-    from ocirt.linux.masking import Masker
-
     masker = Masker()
     steps = [Step(f"mask {path} (bind /dev/null checked to be 1:3, or the shared read-only "
                   "tmpfs on a directory)", partial(masker.mask, path)) for path in masked]

@@ -11,10 +11,12 @@ refused when the plan is built.
 
 from __future__ import annotations
 
+import os
 from _functools import partial  # functools.partial; functools imports collections (~2 ms)
 
 from ocirt.errors import ConfigError, OcirtError, SyscallError
 from ocirt.linux import procfs
+from ocirt.linux.namespaces import NAMESPACES
 from ocirt.linux.plan import Step
 
 TYPE_CHECKING = False
@@ -55,10 +57,6 @@ def steps(sysctl: dict[str, str], ns: NamespacePlan) -> list[Step]:
 
 def _joined_other_than_ours(ns: NamespacePlan, kind: str) -> bool:
     """A namespace joined by path counts if it is not the runtime's own (a pod's netns)."""
-    import os
-
-    from ocirt.linux.namespaces import NAMESPACES
-
     path = ns.join.get(kind)
     if not path:
         return False

@@ -438,6 +438,15 @@ class NamespaceHolder:
 
 
 @pytest.fixture
+def private_mount_ns():
+    """A private mount namespace made for one test, where the runtime runs: a test file of
+    containers without a mount namespace of their own takes it as its ``holder_ns``."""
+    holder = NamespaceHolder("mnt")
+    yield holder
+    holder.end()
+
+
+@pytest.fixture
 def holder(holder_ns):
     """The pid of the test's ``holder_ns`` (a NamespaceHolder fixture of the test file)."""
     return holder_ns.pid

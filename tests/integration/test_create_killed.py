@@ -22,10 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import pytest
+from testkit import mounts_under
 
 from . import feature_support
-from .feature_support import NamespaceHolder
 from .support import (
     ROOT_MARKS,
     assert_nothing_left,
@@ -139,13 +138,7 @@ def test_create_killed_at_random_moments_without_pid_namespace(rt, make_config, 
     kill_all_over(rt, bundle(config), "no pid namespace")
 
 
-@pytest.fixture
-def holder_ns():
-    holder = NamespaceHolder("mnt")
-    yield holder
-    holder.end()
-
-
+holder_ns = feature_support.private_mount_ns
 holder = feature_support.holder
 nsrt = feature_support.ns_runtime
 
@@ -158,8 +151,7 @@ def test_create_killed_without_mount_namespace_leaves_no_mount(nsrt, holder, mak
     kill_all_over(nsrt, bundle(config), "no mount namespace")
     # Only the rootfs counts: the holder's copies of other people's mounts under /tmp go
     # when they remove their mount points on the host.
-    left = [line for line in Path(f"/proc/{holder}/mountinfo").read_text().splitlines()
-            if (line.split()[4] + "/").startswith(f"{private_rootfs}/")]
+    left = mounts_under(holder, private_rootfs)
     assert left == [], f"mounts left under the rootfs: {left}"
 
 

@@ -13,9 +13,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from testkit import mount_ids_under
 
 from . import feature_support
-from .feature_support import NS_NAMES, NamespaceHolder, ns_links
+from .feature_support import NS_NAMES, ns_links
 from .support import (
     ROOT_MARKS,
     assert_nothing_left,
@@ -27,26 +28,11 @@ from .support import (
 pytestmark = ROOT_MARKS
 
 
-@pytest.fixture
-def holder_ns():
-    """A private mount namespace made for this test, where the runtime runs."""
-    holder = NamespaceHolder("mnt")
-    yield holder
-    holder.end()
-
-
-# Fixtures of feature_support, used by name below.
+# Fixtures of feature_support, used by name below: the runtime runs in a private mount
+# namespace made for each test.
+holder_ns = feature_support.private_mount_ns
 holder = feature_support.holder
 nsrt = feature_support.ns_runtime
-
-
-def mount_ids_under(holder: int, path: Path) -> dict[int, str]:
-    found = {}
-    for line in Path(f"/proc/{holder}/mountinfo").read_text().splitlines():
-        fields = line.split()
-        if fields[4] == str(path) or fields[4].startswith(f"{path}/"):
-            found[int(fields[0])] = fields[4]
-    return found
 
 
 def holder_mounts(holder: int, ours: Path) -> list[str]:

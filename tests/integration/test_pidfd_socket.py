@@ -9,7 +9,6 @@ Debian's runc 1.1.5 has no --pidfd-socket: these tests are ocirt's alone.
 
 from __future__ import annotations
 
-import array
 import os
 import select
 import shutil
@@ -19,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from testkit import accept_fd
 
 from .cgroup_support import SLOW
 from .support import ROOT_MARKS, assert_nothing_left, pid_alive, requires_ocirt, wait_for
@@ -39,18 +39,9 @@ class PidfdListener:
         self.fds: list[int] = []
 
     def receive(self, timeout: float = 3.0) -> tuple[str, int]:
-        self.sock.settimeout(timeout)
-        conn, _ = self.sock.accept()
-        with conn:
-            conn.settimeout(timeout)
-            fds = array.array("i")
-            data, ancdata, _, _ = conn.recvmsg(4096, socket.CMSG_SPACE(fds.itemsize))
-        for level, kind, raw in ancdata:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                fds.frombytes(raw[:fds.itemsize])
-                self.fds.append(fds[0])
-                return data.decode(), fds[0]
-        raise AssertionError("the pidfd socket received no file descriptor")
+        data, pidfd = accept_fd(self.sock, timeout, "pidfd socket")
+        self.fds.append(pidfd)
+        return data.decode(), pidfd
 
     def close(self) -> None:
         for fd in self.fds:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ocirt.linux.seccomp import default_profile
+from ocirt.config.seccomp_profile import default_profile
 
 from .security_support import (
     NotifyAgent,

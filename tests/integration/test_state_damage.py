@@ -15,9 +15,9 @@ import os
 from pathlib import Path
 
 import pytest
+from testkit import mounts_under
 
 from . import feature_support
-from .feature_support import NamespaceHolder
 from .support import (
     ROOT_MARKS,
     assert_nothing_left,
@@ -138,13 +138,7 @@ def test_state_is_replaced_never_rewritten_in_place(rt, make_config, bundle):
 
 # --- a container without a mount namespace: its mounts are in the runtime's ------------------
 
-@pytest.fixture
-def holder_ns():
-    holder = NamespaceHolder("mnt")
-    yield holder
-    holder.end()
-
-
+holder_ns = feature_support.private_mount_ns
 holder = feature_support.holder
 nsrt = feature_support.ns_runtime
 
@@ -153,8 +147,7 @@ nsrt = feature_support.ns_runtime
 def test_damaged_state_without_mount_namespace_detaches_its_mounts(
         nsrt, holder, make_config, bundle, private_rootfs, how):
     def under_rootfs() -> list[str]:  # other people's mounts under /tmp come and go
-        return [line for line in Path(f"/proc/{holder}/mountinfo").read_text().splitlines()
-                if (line.split()[4] + "/").startswith(f"{private_rootfs}/")]
+        return mounts_under(holder, private_rootfs)
 
     config = make_config(["sleep", "100"], rootfs_path=private_rootfs, hostname=None)
     config["linux"]["namespaces"] = []

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from ocirt.config import default_spec, validate
+from ocirt.cache import cache_dir
+from ocirt.config import validate
+from ocirt.config.default import default_spec
 from ocirt.errors import ConfigError
 
 REPO = Path(__file__).parents[2]
@@ -49,7 +51,7 @@ def test_written_once_then_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 def test_env_var_chooses_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OCIRT_CACHE_DIR", str(tmp_path / "env-cache"))
     monkeypatch.setattr(validate, "_runner", None)
-    assert validate.cache_dir() == str(tmp_path / "env-cache")
+    assert cache_dir() == str(tmp_path / "env-cache")
     validate.validate_config(default_spec())
     assert len(cached_files(tmp_path / "env-cache")) == 1
 
@@ -57,13 +59,13 @@ def test_env_var_chooses_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 def test_default_cache_dirs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OCIRT_CACHE_DIR", raising=False)
     monkeypatch.setattr(os, "geteuid", lambda: 0)
-    assert validate.cache_dir() == "/var/cache/ocirt"
+    assert cache_dir() == "/var/cache/ocirt"
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     monkeypatch.setenv("XDG_CACHE_HOME", "/home/u/.xdg")
-    assert validate.cache_dir() == "/home/u/.xdg/ocirt"
+    assert cache_dir() == "/home/u/.xdg/ocirt"
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", "/home/u")
-    assert validate.cache_dir() == "/home/u/.cache/ocirt"
+    assert cache_dir() == "/home/u/.cache/ocirt"
 
 
 @pytest.mark.parametrize("damage", [b"", b"garbage", b"\xe3" + b"\0" * 100])

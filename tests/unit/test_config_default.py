@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 
 from ocirt import OCI_VERSION
-from ocirt.config import default_spec, validate
-from ocirt.linux.seccomp import default_profile
+from ocirt.config import validate
+from ocirt.config.default import default_spec
+from ocirt.config.seccomp_profile import default_profile
 
 DATA = Path(__file__).parent / "data"
 OFFICIAL = Path(__file__).parents[3] / "shared/oci-runtime-spec/schema"

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from ocirt.config import bundle_path, default_spec, load_config, parse_config, validate
+from ocirt.config import bundle_path, load_config, parse_config, validate
+from ocirt.config.default import default_spec
 from ocirt.errors import ConfigError
 
 

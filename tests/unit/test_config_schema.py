@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from ocirt.config import compile_schema, default_spec, validate
+from ocirt.config import compile_schema, validate
+from ocirt.config.default import default_spec
 from ocirt.errors import ConfigError
 
 jsonschema = pytest.importorskip("jsonschema")

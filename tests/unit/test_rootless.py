@@ -8,6 +8,7 @@ import os
 
 import pytest
 
+from ocirt import identity
 from ocirt.container import plan
 from ocirt.container.state import Store
 from ocirt.errors import AccessError, ConfigError, UnsupportedError
@@ -45,7 +46,7 @@ def test_default_root_follows_runcs_rule(monkeypatch, euid, userns, env, expecte
 def test_the_host_namespace_is_not_a_user_namespace():
     with open("/proc/self/uid_map") as handle:
         full = handle.read().split() == ["0", "0", "4294967295"]
-    assert rootless.in_user_namespace() is not full
+    assert identity.in_user_namespace() is not full
 
 
 # --- who writes the id maps -------------------------------------------------------------------
@@ -214,7 +215,7 @@ def test_a_denial_no_layer_worded_is_still_one_line_not_an_internal_error(monkey
 
     monkeypatch.setitem(commands.HANDLERS, "list", handler)
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
-    monkeypatch.setattr(rootless, "_cached", None)
+    monkeypatch.setattr(identity, "_cached", None)
     command = COMMANDS["list"]
     code = commands.dispatch({"root": "/tmp/x"}, command, {})
     err = capsys.readouterr().err.strip().splitlines()

@@ -16,6 +16,7 @@ import pytest
 
 from ocirt import log
 from ocirt.config import validate
+from ocirt.config.seccomp_profile import default_profile
 from ocirt.errors import ConfigError
 from ocirt.linux import seccomp
 from ocirt.linux.seccomp import SeccompFilter, bpf_cache, rules
@@ -196,7 +197,7 @@ def test_unwritable_cache_only_costs_speed(tmp_path: Path) -> None:
 # --- the default profile ----------------------------------------------------------------------
 
 def test_default_profile_passes_both_schemas() -> None:
-    doc = {"ociVersion": "1.2.0", "linux": {"seccomp": seccomp.default_profile()}}
+    doc = {"ociVersion": "1.2.0", "linux": {"seccomp": default_profile()}}
     validate.validate_config(doc)
     if OFFICIAL.is_dir():
         jsonschema = pytest.importorskip("jsonschema")
@@ -211,11 +212,11 @@ def test_default_profile_passes_both_schemas() -> None:
 
 
 def test_default_profile_shape() -> None:
-    doc = seccomp.default_profile("x86_64")
+    doc = default_profile("x86_64")
     assert doc["defaultAction"] == "SCMP_ACT_ERRNO" and doc["defaultErrnoRet"] == errno.EPERM
     assert doc["architectures"] == ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]
-    assert seccomp.default_profile("aarch64")["architectures"][0] == "SCMP_ARCH_AARCH64"
-    assert "architectures" not in seccomp.default_profile("mips")
+    assert default_profile("aarch64")["architectures"][0] == "SCMP_ARCH_AARCH64"
+    assert "architectures" not in default_profile("mips")
     allowed = {n for r in doc["syscalls"] if r["action"] == "SCMP_ACT_ALLOW" and "args" not in r
                for n in r["names"]}
     for name in ("read", "write", "execve", "clone3", "mmap", "exit_group"):
@@ -229,7 +230,7 @@ def test_default_profile_shape() -> None:
 
 def test_default_profile_compiles(cache: Path) -> None:
     pytest.importorskip("pyseccomp")
-    f = SeccompFilter(seccomp.default_profile())
+    f = SeccompFilter(default_profile())
     f.prepare(str(cache))
     assert f.bpf and len(f.bpf) % 8 == 0 and len(f.bpf) // 8 < 4096
 

@@ -23,3 +23,13 @@ def test_checkout_files_counts_droppings_not_build_products(tmp_path: Path) -> N
     (tmp_path / "bundles" / "busybox" / "rootfs" / "new").write_text("built")
     assert checkout_files(tmp_path) - before == {"oom", ".hypothesis",
                                                  ".hypothesis/unicode_data"}
+
+
+def test_mounts_under_finds_a_mount_point_and_what_lies_under_it() -> None:
+    from testkit import mount_ids_under, mounts_under
+
+    proc = mounts_under("self", "/proc")
+    assert any(line.split()[4] == "/proc" for line in proc)
+    assert all((line.split()[4] + "/").startswith("/proc/") for line in proc)
+    assert not [line for line in mounts_under("self", "/pro") if line.split()[4] == "/proc"]
+    assert "/proc" in mount_ids_under("self", "/proc/").values()

@@ -73,7 +73,9 @@ def pure_v2(hierarchies: list[Hierarchy]) -> bool:
     return len(hierarchies) == 1 and hierarchies[0].version == 2
 
 
-def _own_paths(text: str) -> tuple[dict[frozenset[str], str], str | None]:
+def own_paths(text: str) -> tuple[dict[frozenset[str], str], str | None]:
+    """This process's cgroups from the text of /proc/self/cgroup: the path in each v1
+    hierarchy (by its controllers) and the cgroup2 path (None without a ``0::`` line)."""
     v1: dict[frozenset[str], str] = {}
     v2: str | None = None
     for line in text.splitlines():
@@ -92,7 +94,7 @@ def discover(mountinfo: str | None = None, self_cgroup: str | None = None) -> li
         self_cgroup = read_text("/proc/self/cgroup")
     if mountinfo is None:
         mountinfo = read_text("/proc/self/mountinfo")
-    own_v1, own_v2 = _own_paths(self_cgroup)
+    own_v1, own_v2 = own_paths(self_cgroup)
     found: list[Hierarchy] = []
     seen: set[frozenset[str]] = set()
     for line in mountinfo.splitlines():

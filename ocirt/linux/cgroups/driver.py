@@ -12,6 +12,11 @@ only that driver's module.
 
 from __future__ import annotations
 
+import os
+
+from ocirt.errors import OcirtError
+from ocirt.linux.cgroups.discovery import pure_v2
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -35,8 +40,6 @@ class CgroupDriver:
     @property
     def pure_v2(self) -> bool:
         """One unified hierarchy (a ``cgroup`` mount is then cgroup2 itself)."""
-        from ocirt.linux.cgroups.discovery import pure_v2
-
         return pure_v2(self.hierarchies)
 
     def has_v2(self) -> bool:
@@ -55,8 +58,6 @@ class CgroupDriver:
     def fork_inside(self) -> tuple[int, bool]:
         """``os.fork()``; (pid, whether the child was born inside the container's cgroup2
         directory). A driver that can, forks straight into it (clone3 CLONE_INTO_CGROUP)."""
-        import os
-
         return os.fork(), False
 
     def join(self, in_v2: bool = False) -> None:
@@ -90,8 +91,6 @@ class CgroupDriver:
 
     def thaw_if_frozen(self) -> None:
         """Thaw a frozen container (so killed v1-frozen processes can die); never fails."""
-        from ocirt.errors import OcirtError
-
         try:
             if self.frozen():
                 self.thaw()

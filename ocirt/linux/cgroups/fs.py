@@ -21,7 +21,7 @@ import os
 import time
 from _functools import partial  # functools.partial; functools imports collections (~2 ms)
 
-from ocirt.errors import ConfigError, OcirtError, UnsupportedError
+from ocirt.errors import ConfigError, OcirtError, SyscallError, UnsupportedError
 from ocirt.linux.cgroups.discovery import V2_NAMES, Hierarchy
 from ocirt.linux.cgroups.driver import CgroupDriver
 from ocirt.linux.cgroups.files import CgroupError, read_text, write_file
@@ -192,7 +192,6 @@ class Manager(CgroupDriver):
             except OSError:
                 fd = -1
             if fd >= 0:
-                from ocirt.errors import SyscallError
                 from ocirt.linux import syscalls
 
                 try:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from _functools import partial  # functools.partial; functools imports collections (~2 ms)
 
+from ocirt.linux import mountopts, procfs, rootfs
+from ocirt.linux import syscalls as sc
 from ocirt.linux.plan import Step
 
 TYPE_CHECKING = False
@@ -17,9 +19,6 @@ if TYPE_CHECKING:
 def mount_steps(manager: CgroupDriver, ctx: Any, mount: dict[str, Any], flags: int) -> list[Step]:
     """cgroup2 itself on a pure v2 host; otherwise a tmpfs holding a bind of the container's
     own cgroup from each hierarchy (as runc shows v1 and hybrid)."""
-    from ocirt.linux import mountopts, procfs, rootfs
-    from ocirt.linux import syscalls as sc
-
     destination: str = mount["destination"]
     bind_flags = flags & ~(sc.MS_BIND | sc.MS_REC)
     if manager.pure_v2:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 
 from ocirt.errors import ConfigError, UnsupportedError
-from ocirt.linux.cgroups.discovery import Hierarchy
+from ocirt.linux.cgroups.discovery import Hierarchy, own_paths
 from ocirt.linux.cgroups.driver import CgroupDriver
 from ocirt.linux.cgroups.fs import Manager
 from ocirt.linux.plan import Step
@@ -153,17 +153,12 @@ def _own_dirs(hierarchies: list[Hierarchy], own_cgroups: str | None) -> dict[str
                 own_cgroups = handle.read()
         except OSError:
             own_cgroups = ""
-    own_v1: dict[frozenset[str], str] = {}
-    own_v2 = "/"
-    for line in own_cgroups.splitlines():
-        _, controllers, path = line.split(":", 2)
-        if controllers:
-            own_v1[frozenset(controllers.split(","))] = path
-        else:
-            own_v2 = path
+    own_v1, own_v2 = own_paths(own_cgroups)
+    own_v1[frozenset()] = own_v2 or "/"  # cgroup2: no controllers in /proc/self/cgroup
     dirs = {}
     for hierarchy in hierarchies:
-        path = own_v2 if hierarchy.version == 2 else own_v1.get(hierarchy.controllers, "/")
+        key = frozenset() if hierarchy.version == 2 else hierarchy.controllers
+        path = own_v1.get(key, "/")
         dirs[hierarchy.name] = os.path.join(hierarchy.mountpoint, path.lstrip("/")).rstrip("/")
     return dirs
 

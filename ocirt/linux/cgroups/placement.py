@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 
+from ocirt import log
 from ocirt.errors import OcirtError, SyscallError
 
 TYPE_CHECKING = False
@@ -100,7 +101,5 @@ def kill_all(manager: CgroupDriver) -> bool:
         raise SyscallError.of(f"write({path!r}, '1')", err, "killing the cgroup") from err
     finally:
         os.close(fd)
-    from ocirt import log
-
     log.current.debug(f"SIGKILL to every process of the cgroup: wrote 1 to {path}")
     return True

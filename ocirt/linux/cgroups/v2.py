@@ -17,6 +17,7 @@ import os
 from _functools import partial  # functools.partial; functools imports collections (~2 ms)
 
 from ocirt.errors import ConfigError, UnsupportedError
+from ocirt.linux.cgroups import devices as devrules
 from ocirt.linux.cgroups.files import CgroupError, read_file, write_file
 from ocirt.linux.cgroups.ops import (
     Custom,
@@ -86,8 +87,6 @@ def ops(group: str, controller: str, resources: dict[str, Any],
     if group == "cpu":
         return _cpu(section or {}) if controller == "cpu" else _cpuset(section or {})
     if group == "devices":
-        from ocirt.linux.cgroups import devices as devrules
-
         rules = devrules.rules(resources.get("devices"), devices)
         code = devrules.program(rules)
 

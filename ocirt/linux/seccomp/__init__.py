@@ -9,7 +9,10 @@ One module per concern:
 * ``bpf_cache``: compiled programs kept under ``<cache_dir>/seccomp/<key>.bpf``.
 * ``filter``: ``SeccompFilter``, a profile from its checks through ``prepare`` (parent) to
   ``load`` (the container's init, just before execve).
-* ``support``: the default profile ``ocirt spec`` writes and ``ocirt features``'s part.
+* ``support``: ``ocirt features``'s part.
+
+The default profile ``ocirt spec`` writes is data of the config layer
+(``ocirt.config.seccomp_profile``); this package compiles whatever profile a config holds.
 
 The names users need are re-exported here.
 """
@@ -17,6 +20,6 @@ The names users need are re-exported here.
 from __future__ import annotations
 
 from ocirt.linux.seccomp.filter import SeccompFilter
-from ocirt.linux.seccomp.support import default_profile, features
+from ocirt.linux.seccomp.support import features
 
-__all__ = ["SeccompFilter", "default_profile", "features"]
+__all__ = ["SeccompFilter", "features"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 
 from ocirt import jsonfast, log
-from ocirt.cache import read_trusted, write_atomic
+from ocirt.cache import cache_dir, read_trusted, sha256, write_atomic
 from ocirt.linux.seccomp.compile import libseccomp_version
 from ocirt.linux.seccomp.rules import BPF_MAXINSNS
 
@@ -26,18 +26,14 @@ CACHE_ENTRIES = 256
 
 
 def default_cache_dir() -> str:
-    from ocirt.config.validate import cache_dir
-
     return os.path.join(cache_dir(), "seccomp")
 
 
 def cache_key(profile: dict[str, Any]) -> str:
     """What the BPF program of ``profile`` depends on, hashed."""
-    from ocirt.config.validate import _sha256
-
     relevant = {k: profile.get(k) for k in
                 ("defaultAction", "defaultErrnoRet", "architectures", "syscalls")}
-    digest = _sha256()
+    digest = sha256()
     digest.update(jsonfast.dumps(relevant, compact=True, sort_keys=True).encode())
     uname = os.uname()
     digest.update(f"\0{_COMPILER_VERSION}\0{libseccomp_version()}\0{uname.machine}\0"

@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import _socket as socket  # the C module under ``socket``: no enum, selectors (~4 ms)
 import os
-import struct
 
 from ocirt import jsonfast, log
-from ocirt.errors import ConfigError, OcirtError, SyscallError
+from ocirt.errors import ConfigError, OcirtError
+from ocirt.linux import unixsock
 from ocirt.linux.seccomp.bpf_cache import cache_key, default_cache_dir, read_cached, write_cache
 from ocirt.linux.seccomp.compile import compile_bpf, log_unknown_names
 from ocirt.linux.seccomp.rules import (
@@ -155,15 +155,8 @@ class SeccompFilter:
         """In the host's namespaces (stage-1): connect to listenerPath if NOTIFY is used."""
         if not self.notify or self.listener is not None:
             return
-        path = self.listener_path or ""
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.connect(path)
-        except OSError as err:
-            sock.close()
-            raise SyscallError.of(f"connect({path!r})", err,
-                                  f"seccomp listener ({self.where}.listenerPath)") from err
-        self.listener = sock
+        self.listener = unixsock.connect(self.listener_path or "",
+                                         f"seccomp listener ({self.where}.listenerPath)")
 
     def load(self) -> None:
         """Install the filter in this process; with NOTIFY, send the fd to the listener.
@@ -182,11 +175,7 @@ class SeccompFilter:
                                   "fds": ["seccompFd"], "pid": self.state.get("pid", 0),
                                   "metadata": self.metadata or "",
                                   "state": self.state}).encode()
-        try:
-            self.listener.sendmsg([payload], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
-                                               struct.pack("i", fd))])
-        except OSError as err:
-            raise SyscallError.of(f"sendmsg(SCM_RIGHTS [notify fd {fd}])", err,
-                                  f"seccomp: sending the notify fd to {self.listener_path!r}"
-                                  ) from err
+        unixsock.send_fd(self.listener, fd, payload,
+                         f"seccomp: sending the notify fd to {self.listener_path!r}",
+                         f"notify fd {fd}")
         # Both fds are close-on-exec: the execve that follows closes the connection.

@@ -21,6 +21,8 @@ imported out of it, so the double sees every call.
 
 from __future__ import annotations
 
+import sys
+
 from ocirt.linux.syscalls.consts import *  # noqa: F403
 from ocirt.linux.syscalls.mounts import (
     fsmount_new,
@@ -68,4 +70,5 @@ def recording(results: dict[str, object] | None = None,
     the ``os`` functions recorded instead of made (default ``double.OS_CALLS``)."""
     from ocirt.linux.syscalls.double import OS_CALLS, Recorder
 
-    return Recorder(results or {}, passthrough, OS_CALLS if os_calls is None else os_calls)
+    return Recorder(results or {}, passthrough, sys.modules[__name__],
+                    OS_CALLS if os_calls is None else os_calls)

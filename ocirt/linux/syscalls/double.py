@@ -32,7 +32,6 @@ import os
 import stat
 import sys
 
-from ocirt.linux import syscalls
 from ocirt.linux.syscalls import bpf, capng, mounts, seccomp, task
 from ocirt.linux.syscalls.consts import PROC_SUPER_MAGIC, SECCOMP_FILTER_FLAG_NEW_LISTENER
 
@@ -42,9 +41,9 @@ if TYPE_CHECKING:
     from types import ModuleType, TracebackType
     from typing import Any
 
-# (module, prefix of the recorded name, the calls it binds)
+# (module, prefix of the recorded name, the calls it binds); the package itself, whose
+# re-exports of mounts and task callers use, is handed to the Recorder (it imports this module)
 _BINDINGS: list[tuple[ModuleType, str, tuple[str, ...]]] = [
-    (syscalls, "", mounts.CALLS + task.CALLS),
     (capng, "capng.", capng.CALLS),
     (seccomp, "seccomp.", seccomp.CALLS),
     (bpf, "bpf.", bpf.CALLS),
@@ -120,8 +119,9 @@ class Recorder(list[Call]):
     """The calls made inside the ``with``, in order (a list of ``Call``)."""
 
     def __init__(self, results: dict[str, object], passthrough: tuple[str, ...],
-                 os_calls: tuple[str, ...] = OS_CALLS) -> None:
+                 package: ModuleType, os_calls: tuple[str, ...] = OS_CALLS) -> None:
         super().__init__()
+        self.package = package  # ocirt.linux.syscalls
         self.results = dict(results)
         self.passthrough = passthrough
         self.os_calls = os_calls
@@ -148,7 +148,8 @@ class Recorder(list[Call]):
 
     # -- swapping the bindings
     def __enter__(self) -> Recorder:
-        for module, prefix, names in _BINDINGS:
+        package = (self.package, "", mounts.CALLS + task.CALLS)
+        for module, prefix, names in [package, *_BINDINGS]:
             for name in names:
                 original = getattr(module, name)
                 self._saved.append((module, name, original))
