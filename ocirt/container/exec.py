@@ -41,13 +41,14 @@ class ExecOptions:
     def __init__(self, detach: bool = False, pid_file: str | None = None,
                  console_socket: str | None = None, preserve_fds: int = 0,
                  debug: bool = False, timings: Timings | None = None,
-                 pidfd_socket: str | None = None, cgroups: list[str] | None = None
-                 ) -> None:
+                 pidfd_socket: str | None = None, cgroups: list[str] | None = None,
+                 explain: bool = False) -> None:
         self.detach, self.pid_file, self.console_socket = detach, pid_file, console_socket
         self.preserve_fds, self.debug = preserve_fds, debug
         self.timings = timings  # --timings (see ocirt.timings)
         self.pidfd_socket = pidfd_socket
         self.cgroups = cgroups or []  # --cgroup: sub-cgroups (ocirt.linux.cgroups.placement)
+        self.explain = explain  # --explain: print the phases, run nothing
 
 
 def process_from_file(path: str) -> dict[str, Any]:
@@ -145,6 +146,14 @@ def exec_process(store: Store, container_id: str, process: dict[str, Any],
                         live.root_fd is not None)
         live.phases = exec_phases.build(plan, live)
         lap("plan: process, seccomp; namespace fds")
+        if options.explain:
+            print(exec_phases.explain(plan, live))
+            _close(live, channel)
+            live.child_end.close()
+            namespaces.close_all(live.ns_fds)
+            if live.root_fd is not None:
+                os.close(live.root_fd)
+            return 0
         try:
             live.phases.runtime.run(timings)  # fork stage-1
             live.phases.after_stage1.run(timings)  # until the process has exec'd
@@ -157,11 +166,7 @@ def exec_process(store: Store, container_id: str, process: dict[str, Any],
                 reap(live.pid)
             raise
         finally:
-            channel.close()
-            if live.relay_end is not None:
-                live.relay_end.close()
-            if live.pidfd_sock is not None:
-                live.pidfd_sock.close()
+            _close(live, channel)
         pid, master = live.pid, live.master
         if options.pid_file:
             write_pid_file(options.pid_file, pid)
@@ -176,6 +181,13 @@ def exec_process(store: Store, container_id: str, process: dict[str, Any],
         if master is not None:
             os.close(master)
         lap("the process runs, exits")
+
+
+def _close(live: ExecLive, channel: Channel) -> None:
+    channel.close()
+    for sock in (live.relay_end, live.pidfd_sock):
+        if sock is not None:
+            sock.close()
 
 
 def _exec_affinity(process: dict[str, Any], config: dict[str, Any]

@@ -85,9 +85,10 @@ def build(plan: ExecPlan, live: ExecLive) -> ExecPhases:
         Phase("process", "sets itself up and execs", _process_items(plan, live)))
 
 
-def explain(plan: ExecPlan) -> str:
-    lines = [f"exec of {plan.setup.args!r}"]
-    for phase in build(plan, ExecLive()).all():
+def explain(plan: ExecPlan, live: ExecLive | None = None) -> str:
+    phases = live.phases if live is not None else build(plan, ExecLive())
+    lines = [f"plan for exec of {plan.setup.args!r}"]
+    for phase in phases.all():
         lines += phase.explain()
     return "\n".join(lines)
 
