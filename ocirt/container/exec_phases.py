@@ -13,8 +13,8 @@ import os
 from _functools import partial  # functools.partial; functools imports collections (~2 ms)
 
 from ocirt.container import protocol
+from ocirt.container.blocks import Joining, join_steps, labelled, not_dumpable
 from ocirt.container.init import run_child
-from ocirt.container.phases import Joining, join_steps, labelled, not_dumpable
 from ocirt.container.sync import Channel, reap
 from ocirt.errors import OcirtError
 from ocirt.linux import affinity

@@ -16,10 +16,19 @@ from __future__ import annotations
 import os
 from _functools import partial  # functools.partial; functools imports collections (~2 ms)
 
-from ocirt.container import hooks, protocol
-from ocirt.container.init import exit_on_signals, init, stage1, state_document
+from ocirt.container import hooks, init_phases, protocol
+from ocirt.container.blocks import (
+    Joining,
+    dumpable,
+    flag_names,
+    hooks_text,
+    join_steps,
+    labelled,
+    not_dumpable,
+)
+from ocirt.container.init import init, stage1
 from ocirt.container.sync import Channel, reap
-from ocirt.linux import affinity, namespaces, netdevices, procfs
+from ocirt.linux import affinity, namespaces, netdevices
 from ocirt.linux import syscalls as sc
 from ocirt.linux.plan import Note, Phase, Step
 
@@ -27,19 +36,11 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import _socket as socket
     import signal
-    from collections.abc import Sequence
 
     from ocirt.container.plan import ContainerPlan
     from ocirt.container.state import ContainerState
 else:  # the C module under ``signal``: the same calls, int constants, no enum (~2.5 ms)
     import _signal as signal
-
-
-class Joining:
-    """The namespace fds a stage-1 joins (opened by the runtime before it forks)."""
-
-    ns_fds: list[tuple[str, int]]
-    in_cgroup2: bool  # stage-1 was born in the container's cgroup2 directory
 
 
 class Live(Joining):
@@ -83,49 +84,8 @@ def build(plan: ContainerPlan, live: Live) -> CreatePhases:
                  "lets it)", partial(_fork_stage1, plan, live), "fork stage-1")]),
         Phase("stage-1", "in the new namespaces, forks init", _stage1_items(plan, live)),
         Phase("runtime", "while stage-1 and init set up", _after_stage1_items(plan, live)),
-        Phase("init", "before it reports ready", _init_items(plan, live)),
-        Phase("init", "on start", _on_start_items(plan, live)))
-
-
-def labelled(steps: Sequence[Step | Note], label: str) -> list[Step | Note]:
-    """``steps``, each without a ``--timings`` row of its own put in the row ``label``."""
-    for step in steps:
-        if isinstance(step, Step) and not step.phase:
-            step.phase = label
-    return list(steps)
-
-
-def join_steps(joins: list[tuple[str, str]], live: Joining, new_user: list[Step | Note],
-               has_user: bool, label: str) -> list[Step | Note]:
-    """Entering existing namespaces (create's stage-1 and exec's): the user namespace first
-    (it grants the rights for the rest), then ``new_user`` (create's own user namespace), root
-    in it, then the others in ``JOIN_ORDER``; the fds closed."""
-    steps: list[Step | Note] = [Step(f"setns {path} (user)", partial(_setns, live, "user"),
-                                     label) for kind, path in joins if kind == "user"]
-    steps += new_user
-    if has_user:
-        steps.append(Step("setresgid 0 0 0; setresuid 0 0 0 (root in the user namespace)",
-                          _become_root, label))
-    steps += [Step(f"setns {path} ({kind})", partial(_setns, live, kind), label)
-              for kind, path in joins if kind != "user"]
-    if joins:
-        steps.append(Step("close the namespace fds", lambda: namespaces.close_all(live.ns_fds),
-                          label))
-    return steps
-
-
-def _setns(live: Joining, kind: str) -> None:
-    namespaces.join([(k, fd) for k, fd in live.ns_fds if k == kind])
-
-
-def _become_root() -> None:
-    os.setresgid(0, 0, 0)
-    os.setresuid(0, 0, 0)
-
-
-def flag_names(kinds: list[str]) -> str:
-    names = {"mount": "NS", "network": "NET"}
-    return " | ".join(f"CLONE_NEW{names.get(kind, kind.upper())}" for kind in kinds)
+        Phase("init", "before it reports ready", init_phases.init_items(plan, live)),
+        Phase("init", "on start", init_phases.on_start_items(plan, live)))
 
 
 def _fork_stage1(plan: ContainerPlan, live: Live) -> None:
@@ -171,7 +131,7 @@ def _stage1_items(plan: ContainerPlan, live: Live) -> list[Step | Note]:
         # /proc files, which belong to root while we are not dumpable (runc does this).
         if plan.unprivileged:
             new_user.append(Step("prctl(PR_SET_DUMPABLE, 1) (the runtime writes the id maps "
-                                 "through our /proc files)", _dumpable, label))
+                                 "through our /proc files)", dumpable, label))
         new_user += [Step("unshare(CLONE_NEWUSER)", partial(sc.unshare, sc.CLONE_NEWUSER), label),
                      Step('sync: {"userns"} to the runtime, wait for {"mapped"}',
                           lambda: live.stage1.request_mapping(), label)]
@@ -212,14 +172,6 @@ def _die_with(live: Live) -> None:
     sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != live.runtime_pid:
         os._exit(1)
-
-
-def not_dumpable() -> None:
-    sc.prctl(sc.PR_SET_DUMPABLE, 0)
-
-
-def _dumpable() -> None:
-    sc.prctl(sc.PR_SET_DUMPABLE, 1)
 
 
 def _fork_init(plan: ContainerPlan, live: Live) -> None:
@@ -267,7 +219,7 @@ def _after_stage1_items(plan: ContainerPlan, live: Live) -> list[Step | Note]:
     if plan.runtime_hooks:
         label = "sync wait and prestart, createRuntime hooks"
         items += [Step('sync: wait for {"hooks"}', lambda: live.parent.wait_for_hooks(), label),
-                  Step(_hooks_text(plan, "prestart") + " (state: created, as crun and the "
+                  Step(hooks_text(plan.config, "prestart") + " (state: created, as crun and the "
                        "conformance suite expect)", partial(_runtime_hooks, plan, live), label),
                   Step('sync: {"hooks-done"} to init', lambda: live.parent.hooks_done(), label)]
     label = "sync wait: init sets up the container"
@@ -300,14 +252,6 @@ def _wait_for_pid(live: Live) -> None:
     live.init_pid = live.state.pid = live.parent.wait_for_pid()
 
 
-def _hooks_text(plan: ContainerPlan, kind: str) -> str:
-    count = len(hooks.hooks_of(plan.config, kind))
-    text = f"{kind} hooks: {count}"
-    if kind == "prestart":
-        text += f", then createRuntime hooks: {len(hooks.hooks_of(plan.config, 'createRuntime'))}"
-    return text
-
-
 def _runtime_hooks(plan: ContainerPlan, live: Live) -> None:
     # prestart gets "created", as crun and the conformance suite expect; createRuntime runs
     # while the container is still being created.
@@ -315,114 +259,6 @@ def _runtime_hooks(plan: ContainerPlan, live: Live) -> None:
 
     hooks.run_hooks(plan.config, "prestart", live.state.hook_document(Status.CREATED))
     hooks.run_hooks(plan.config, "createRuntime", live.state.hook_document(Status.CREATING))
-
-
-def _init_items(plan: ContainerPlan, live: Live) -> list[Step | Note]:
-    label = "session keyring, signals, close fds"
-    items: list[Step | Note] = [
-        Step("prctl(PR_SET_DUMPABLE, 0)", not_dumpable, label),
-        Step("SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2: exit (PID 1 ignores a signal "
-             "it has no handler for)", exit_on_signals, label),
-        Step("setsid", os.setsid, label)]
-    if not plan.options.no_new_keyring:
-        name = f"_ses.{plan.container_id}"
-        items.append(Step(f"join a new session keyring {name}",
-                          partial(sc.join_session_keyring, name), label))
-    process = plan.process
-    seccomp = process.seccomp if process is not None else None
-    if seccomp is not None and seccomp.notify:
-        # The state sent with the notify fd: the pid as the runtime sees it, read from the
-        # host's /proc while it is still mounted here.
-        def seccomp_state() -> None:
-            assert seccomp is not None and process is not None
-            status = "creating" if process.seccomp_early else "created"
-            seccomp.state = {**state_document(plan, status),
-                             "pid": int(os.readlink("/proc/self"))}
-        items.append(Step("the state for the seccomp listener: init's pid on the host",
-                          seccomp_state, label))
-    items += [Step("close every fd but stdio, the sync channel, the start and console sockets "
-                   "and --preserve-fds", partial(_close_fds, plan, live), label),
-              # init's own procfs (its pid namespace), made before any config mount: every
-              # write under /proc and every mount onto an fd goes through it
-              Step("open a procfs handle of init's own (its pid namespace)", procfs.handle,
-                   label)]
-    if plan.oom_score_adj is not None:
-        items.append(Step(f"write {plan.oom_score_adj} to /proc/self/oom_score_adj",
-                          partial(procfs.write, "self/oom_score_adj", str(plan.oom_score_adj)),
-                          label))
-    label = "network: loopback, devices"
-    if "network" in plan.namespaces.create:
-        items.append(Step("bring up lo", namespaces.loopback_up, label))
-    items += labelled(netdevices.setup_steps(plan.net_devices), label)
-    if not plan.namespaces.has("mount"):
-        items.append(Note("no mount namespace of its own: these mounts are made in the "
-                          "runtime's mount namespace, and detached on delete"))
-    items += labelled(plan.mount_steps, "mounts and devices")
-    label = "hooks: prestart, createRuntime, createContainer"
-    if plan.runtime_hooks:
-        items.append(Step('sync: {"hooks"} to the runtime (prestart, createRuntime hooks), '
-                          'wait for {"hooks-done"}', lambda: live.init.request_hooks(), label))
-    if hooks.hooks_of(plan.config, "createContainer"):
-        items.append(Step(_hooks_text(plan, "createContainer"), lambda: hooks.run_hooks(
-            plan.config, "createContainer", state_document(plan, "creating")), label))
-    items += labelled(plan.root_steps, "masked and read-only paths, hostname")
-    if plan.terminal:  # (create connects the console socket, or makes a pair, first)
-        items.append(Step("the console: a new pty, its master sent to the console socket, "
-                          "the slave as stdio and controlling terminal",
-                          partial(_take_console, plan), "console"))
-    if process is not None:
-        items += labelled(process.steps(), "process")
-    return [*items, Step('sync: {"ready"} to the runtime', lambda: live.init.ready(),
-                         "sync: ready"),
-            Step('sync: wait for {"start"} (on the sync channel for run, else on the start '
-                 "socket)", partial(_wait_for_start, live), "sync wait: start")]
-
-
-def _close_fds(plan: ContainerPlan, live: Live) -> None:
-    from ocirt.linux.process import close_extra_fds
-
-    keep = {live.child_end.fileno()} | ({live.listener.fileno()} if live.listener else set())
-    process = plan.process
-    seccomp = process.seccomp if process is not None else None
-    if seccomp is not None and seccomp.listener is not None:
-        keep.add(seccomp.listener.fileno())
-    if plan.console_sock is not None:
-        keep.add(plan.console_sock.fileno())
-    keep.update(mapped.fd for mapped in plan.idmapped)  # attached by the mount steps
-    close_extra_fds(process.inherited if process is not None else set(), keep)
-
-
-def _take_console(plan: ContainerPlan) -> None:
-    from ocirt.linux import console  # loaded by create, before the fork
-
-    assert plan.console_sock is not None
-    console.take_terminal(plan.console_sock, plan.console_size, console=True)
-
-
-def _wait_for_start(live: Live) -> None:
-    live.init.wait_for_start(live.listener)
-    if live.listener is not None:
-        live.listener.close()
-
-
-def _on_start_items(plan: ContainerPlan, live: Live) -> list[Step | Note]:
-    items: list[Step | Note] = []
-    if hooks.hooks_of(plan.config, "startContainer"):
-        items.append(Step(_hooks_text(plan, "startContainer"), lambda: hooks.run_hooks(
-            plan.config, "startContainer", state_document(plan, "created")),
-            "startContainer hooks"))
-    if plan.options.timings is not None:
-        items.append(Step('sync: --timings rows to run in the foreground (just before the '
-                          "exec)", lambda: live.init.send_timings(), "sync: timings"))
-    if plan.process is None:  # `start` refuses before it gets here: nothing to run
-        return [*items, Step("refuse: config.json has no process to start", _no_process)]
-    return items + labelled(plan.process.start_steps(), "execve")
-
-
-def _no_process() -> None:
-    from ocirt.errors import OcirtError
-
-    raise OcirtError("config.json has no process to start")
 
 
 def explain(plan: ContainerPlan) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from ocirt.config.default import default_spec
-from ocirt.container import phases, protocol
+from ocirt.container import blocks, phases, protocol
 from ocirt.container import plan as planning
 from ocirt.container.exec import ExecOptions
 from ocirt.container.exec_phases import ExecLive, ExecPlan
@@ -277,7 +277,7 @@ def test_exec_joins_with_creates_steps(monkeypatch: pytest.MonkeyPatch) -> None:
                       ("setns /proc/9/ns/net (network)", sc.CLONE_NEWNET),
                       ("setns /proc/9/ns/mnt (mount)", sc.CLONE_NEWNS)]
     # the same block as create's stage-1: root in the user namespace between the joins
-    created = phases.join_steps(joins, live, [], True, "")
+    created = blocks.join_steps(joins, live, [], True, "")
     assert [step.text for step in created] == [
         text for _, text in recorder.ran if text.startswith(("setns", "setresgid", "close"))]
     assert _explained(explain_exec(plan)) == _recorded(build_exec(plan, ExecLive()).all())
