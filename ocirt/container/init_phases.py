@@ -28,7 +28,7 @@ def init_items(plan: ContainerPlan, live: Live) -> list[Step | Note]:
     if not plan.options.no_new_keyring:
         name = f"_ses.{plan.container_id}"
         items.append(Step(f"join a new session keyring {name}",
-                          partial(sc.join_session_keyring, name), label))
+                          partial(_join_keyring, name), label))
     process = plan.process
     seccomp = process.seccomp if process is not None else None
     if seccomp is not None and seccomp.notify:
@@ -124,3 +124,7 @@ def _no_process() -> None:
     from ocirt.errors import OcirtError
 
     raise OcirtError("config.json has no process to start")
+
+
+def _join_keyring(name: str) -> None:
+    sc.join_session_keyring(name)

@@ -25,6 +25,7 @@ from ocirt.container.blocks import (
     join_steps,
     labelled,
     not_dumpable,
+    unshare,
 )
 from ocirt.container.init import init, stage1
 from ocirt.container.sync import Channel, reap
@@ -132,7 +133,7 @@ def _stage1_items(plan: ContainerPlan, live: Live) -> list[Step | Note]:
         if plan.unprivileged:
             new_user.append(Step("prctl(PR_SET_DUMPABLE, 1) (the runtime writes the id maps "
                                  "through our /proc files)", dumpable, label))
-        new_user += [Step("unshare(CLONE_NEWUSER)", partial(sc.unshare, sc.CLONE_NEWUSER), label),
+        new_user += [Step("unshare(CLONE_NEWUSER)", partial(unshare, sc.CLONE_NEWUSER), label),
                      Step('sync: {"userns"} to the runtime, wait for {"mapped"}',
                           lambda: live.stage1.request_mapping(), label)]
         if plan.unprivileged:
@@ -141,7 +142,7 @@ def _stage1_items(plan: ContainerPlan, live: Live) -> list[Step | Note]:
     early = [kind for kind in ns.create if kind not in ("user", "cgroup")]
     if early:
         flags = ns.unshare_flags() & ~sc.CLONE_NEWCGROUP
-        items.append(Step(f"unshare({flag_names(early)})", partial(sc.unshare, flags), label))
+        items.append(Step(f"unshare({flag_names(early)})", partial(unshare, flags), label))
     if plan.net_devices:  # the runtime moves them into our network namespace now
         items += [Step("check the network device names are free in the new namespace",
                        partial(netdevices.check_names_free, plan.net_devices), label),
@@ -151,14 +152,14 @@ def _stage1_items(plan: ContainerPlan, live: Live) -> list[Step | Note]:
                       "sync wait: go"))
     last = "cgroup namespace, fork init"
     if "cgroup" in ns.create:  # its root is the cgroup just joined
-        items.append(Step("unshare(CLONE_NEWCGROUP)", partial(sc.unshare, sc.CLONE_NEWCGROUP),
+        items.append(Step("unshare(CLONE_NEWCGROUP)", partial(unshare, sc.CLONE_NEWCGROUP),
                           last))
     if ns.time_offsets:
         text = "; ".join(f"{clock} {value.get('secs', 0)}s {value.get('nanosecs', 0)}ns"
                          for clock, value in ns.time_offsets.items())
         items.append(Step(f"write /proc/self/timens_offsets: {text} (before init enters the "
-                          "time namespace)", partial(namespaces.write_time_offsets,
-                                                     ns.time_offsets), last))
+                          "time namespace)", lambda: namespaces.write_time_offsets(
+                              ns.time_offsets), last))
     # init speaks on the same channel: it starts only once its pid is sent, or a fast init's
     # "ready" would reach the parent before the "pid" it waits for
     return [*items,

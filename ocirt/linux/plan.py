@@ -124,14 +124,13 @@ def watch(watcher: Watcher | None) -> Watcher | None:
 
 
 class Recorder:
-    """A watcher that records every phase and step (``ran``: (phase title, step text)) and
-    knows the step running (``running``); it runs the steps ``runs`` accepts (all: None)."""
+    """A watcher that records every phase and step (``ran``: (phase heading, step text)); it
+    runs the steps ``runs`` accepts (None: all). While a step runs, ``current_step`` is it."""
 
     def __init__(self, runs: Callable[[Step], bool] | None = None) -> None:
         self.runs = runs
         self.ran: list[tuple[str, str]] = []
         self.current = ""  # the phase, as --explain heads it
-        self.running: Step | None = None
 
     def phase(self, phase: Phase) -> None:
         self.current = f"{phase.process}, {phase.title}"
@@ -139,8 +138,4 @@ class Recorder:
     def step(self, step: Step) -> None:
         self.ran.append((self.current, step.text))
         if self.runs is None or self.runs(step):
-            outer, self.running = self.running, step
-            try:
-                step.action()
-            finally:
-                self.running = outer
+            step.action()

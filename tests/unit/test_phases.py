@@ -21,7 +21,7 @@ from ocirt.container.exec_phases import ExecLive, ExecPlan
 from ocirt.container.exec_phases import build as build_exec
 from ocirt.container.exec_phases import explain as explain_exec
 from ocirt.container.sync import Channel
-from ocirt.linux import affinity, namespaces
+from ocirt.linux import namespaces
 from ocirt.linux import plan as steps
 from ocirt.linux import syscalls as sc
 from ocirt.linux.process import ProcessSetup
@@ -180,52 +180,42 @@ def test_both_sides_run_the_same_exchanges(tmp_path: Path, name: str) -> None:
     assert (name == "hooks") == any('"hooks-done"' in text for text in sent)
 
 
-class _Calls:
-    """The recording double: each call, with the step that was running when it was made."""
-
-    def __init__(self, recorder: steps.Recorder) -> None:
-        self.recorder = recorder
-        self.made: list[tuple[str | None, str, tuple[Any, ...]]] = []
-
-    def __call__(self, name: str, result: Any = None) -> Any:
-        def call(*args: Any) -> Any:
-            running = self.recorder.running
-            self.made.append((running.text if running else None, name, args))
-            return result
-        return call
+def _also_record(calls: Any, monkeypatch: pytest.MonkeyPatch, owner: Any, name: str,
+                 recorded: str) -> None:
+    """A call outside the binding layer (Python's own os.fork, a procfs write), recorded by the
+    same double, with the step running."""
+    monkeypatch.setattr(owner, name, lambda *args: calls.record(recorded, args, {}))
 
 
 def test_stage1_calls_are_its_steps_in_order(tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    recorder = steps.Recorder()
-    calls = _Calls(recorder)
-    for name in ("prctl", "unshare"):
-        monkeypatch.setattr(sc, name, calls(name))
-    monkeypatch.setattr(affinity, "reset", calls("sched_setaffinity"))
-    monkeypatch.setattr(namespaces, "write_time_offsets", calls("timens_offsets"))
-    monkeypatch.setattr(os, "fork", calls("fork", 4242))
-    monkeypatch.setattr(os, "write", calls("write", 1))  # (init's end of the pipe is closed)
     bundle, config = _config(tmp_path)  # (its namespaces include cgroup)
     plan = planning.build("ph", bundle, CONFIGS["time"](config), planning.Options())
-    monkeypatch.setattr(plan.cgroup, "join", calls("cgroup join"))
     live = phases.Live()
     live.runtime_pid = os.getppid()
     parent_end, child_end = Channel.pair()
     live.stage1 = protocol.Stage1(child_end, None)
     built = phases.build(plan, live)
     parent_end.send(protocol.GO)
-    previous = steps.watch(recorder)
-    try:
-        built.stage1.run()
-    finally:
-        steps.watch(previous)
+    recorder = steps.Recorder()
+    with sc.recording(results={"fork": 4242, "write": 1}) as calls:
+        _also_record(calls, monkeypatch, plan.cgroup, "join", "cgroup join")
+        _also_record(calls, monkeypatch, namespaces, "write_time_offsets", "timens_offsets")
+        _also_record(calls, monkeypatch, os, "fork", "fork")
+        _also_record(calls, monkeypatch, os, "write", "write")  # (init's end is closed)
+        previous = steps.watch(recorder)
+        try:
+            built.stage1.run()
+        finally:
+            steps.watch(previous)
+            monkeypatch.undo()
     assert parent_end.expect(protocol.PID, "test")["pid"] == 4242
     os.close(live.release)
     parent_end.close()
     child_end.close()
     assert [text for _, text in recorder.ran] == [step.text for step in built.stage1.steps]
-    assert all(step is not None for step, _, _ in calls.made), calls.made  # all in a step
-    assert [(step, name) for step, name, _ in calls.made] == [
+    made = [(call.step.text if call.step else None, call.name) for call in calls]
+    assert made == [
         ("prctl(PR_SET_PDEATHSIG, SIGKILL); exit if the runtime has gone already", "prctl"),
         ("prctl(PR_SET_DUMPABLE, 0)", "prctl"),
         ("join the container's cgroups (cgroupfs driver)", "cgroup join"),
@@ -239,19 +229,12 @@ def test_stage1_calls_are_its_steps_in_order(tmp_path: Path,
         ("fork init (pid 1 of a new pid namespace; it waits on a pipe until its pid is sent)",
          "fork"),
         ('sync: {"pid": <init>} to the runtime; release init', "write")]
-    unshares = [args for _, name, args in calls.made if name == "unshare"]
-    assert unshares == [(plan.namespaces.unshare_flags() & ~sc.CLONE_NEWCGROUP,),
-                        (sc.CLONE_NEWCGROUP,)]
+    assert [call.args for call in calls.of("unshare")] == [
+        (plan.namespaces.unshare_flags() & ~sc.CLONE_NEWCGROUP,), (sc.CLONE_NEWCGROUP,)]
+    assert calls.of("prctl")[0].args[:2] == (sc.PR_SET_PDEATHSIG, 9)
 
 
 def test_exec_joins_with_creates_steps(monkeypatch: pytest.MonkeyPatch) -> None:
-    recorder = steps.Recorder()
-    calls = _Calls(recorder)
-    monkeypatch.setattr(sc, "prctl", calls("prctl"))
-    monkeypatch.setattr(sc, "setns", calls("setns"))
-    monkeypatch.setattr(os, "setresgid", calls("setresgid"))
-    monkeypatch.setattr(os, "setresuid", calls("setresuid"))
-    monkeypatch.setattr(os, "fork", calls("fork", 77))
     process = default_spec()["process"]
     setup = ProcessSetup(process, 0)
     joins = [("user", "/proc/9/ns/user"), ("network", "/proc/9/ns/net"),
@@ -263,19 +246,26 @@ def test_exec_joins_with_creates_steps(monkeypatch: pytest.MonkeyPatch) -> None:
     live.stage1 = protocol.Stage1(live.child_end, None)
     live.phases = build_exec(plan, live)
     parent_end.send(protocol.GO)
-    previous = steps.watch(recorder)
-    try:
-        live.phases.stage1.run()
-    finally:
-        steps.watch(previous)
+    recorder = steps.Recorder()
+    with sc.recording(results={"fork": 77}) as calls:
+        for name in ("setresgid", "setresuid", "fork"):
+            _also_record(calls, monkeypatch, os, name, name)
+        previous = steps.watch(recorder)
+        try:
+            live.phases.stage1.run()
+        finally:
+            steps.watch(previous)
+            monkeypatch.undo()
     assert parent_end.expect(protocol.PID, "test")["pid"] == 77
     parent_end.close()
     live.child_end.close()
-    assert all(step is not None for step, _, _ in calls.made), calls.made
-    joined = [(step, args[1]) for step, name, args in calls.made if name == "setns"]
+    assert all(call.step is not None for call in calls), calls
+    joined = [(call.step.text, call.args[1]) for call in calls.of("setns")]  # type: ignore
     assert joined == [("setns /proc/9/ns/user (user)", sc.CLONE_NEWUSER),
                       ("setns /proc/9/ns/net (network)", sc.CLONE_NEWNET),
                       ("setns /proc/9/ns/mnt (mount)", sc.CLONE_NEWNS)]
+    assert [call.name for call in calls] == ["prctl", "setns", "setresgid", "setresuid",
+                                             "setns", "setns", "fork"]
     # the same block as create's stage-1: root in the user namespace between the joins
     created = blocks.join_steps(joins, live, [], True, "")
     assert [step.text for step in created] == [
