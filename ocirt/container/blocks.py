@@ -70,6 +70,20 @@ def unshare(flags: int) -> None:
     sc.unshare(flags)
 
 
+def runtime_steps() -> list[Step | Note]:
+    """The runtime's own, before it forks: no process of the container may ptrace it or read
+    its memory; init (or the exec'd process) becomes its child once stage-1 exits, so a
+    failure can reap it (once the runtime exits it moves on to the caller's nearest subreaper,
+    conmon or containerd-shim, as with runc)."""
+    return [Step("prctl(PR_SET_DUMPABLE, 0) (the runtime)", not_dumpable, "runtime: prctl"),
+            Step("prctl(PR_SET_CHILD_SUBREAPER, 1) (the runtime)", _subreaper,
+                 "runtime: prctl")]
+
+
+def _subreaper() -> None:
+    sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
+
+
 def not_dumpable() -> None:
     sc.prctl(sc.PR_SET_DUMPABLE, 0)
 

@@ -34,7 +34,6 @@ from ocirt.container.state import (
 from ocirt.container.sync import Channel, lapper, reap
 from ocirt.errors import ConfigError, OcirtError
 from ocirt.linux import hostmounts, namespaces
-from ocirt.linux import syscalls as sc
 
 
 class Created:
@@ -70,10 +69,6 @@ def create(store: Store, plan: planning.ContainerPlan, foreground: bool = False)
 
         console.check_terminal(plan.terminal, plan.options.console_socket,
                                detach=not foreground)
-    sc.prctl(sc.PR_SET_DUMPABLE, 0)
-    # init is re-parented to us when stage-1 exits, so a failure can reap it; once we exit it
-    # moves on to the caller's nearest subreaper (conmon, containerd-shim), as with runc.
-    sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
     lock = store.create(plan.container_id)
     # Without a mount namespace of its own, init mounts in ours: note what was there before.
     mounts_before = (None if plan.namespaces.has("mount")

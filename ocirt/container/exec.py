@@ -25,7 +25,6 @@ from ocirt.container.state import Status, Store, write_pid_file
 from ocirt.container.sync import Channel, lapper, reap
 from ocirt.errors import ConfigError, OcirtError, StateError, SyscallError, errno_text
 from ocirt.linux import affinity, cgroups, namespaces, pidfd
-from ocirt.linux import syscalls as sc
 from ocirt.linux.cgroups import placement
 from ocirt.linux.process import ProcessSetup
 from ocirt.linux.process_attrs import memory_policy_steps, personality_steps
@@ -106,8 +105,6 @@ def exec_process(store: Store, container_id: str, process: dict[str, Any],
         from ocirt.linux import console
 
         console.check_terminal(terminal, options.console_socket, options.detach)
-    sc.prctl(sc.PR_SET_DUMPABLE, 0)
-    sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
     with store.lock(container_id):
         state = store.load(container_id)
         # The container's seccomp filter applies to every process in it.

@@ -13,7 +13,7 @@ import os
 from _functools import partial  # functools.partial; functools imports collections (~2 ms)
 
 from ocirt.container import protocol
-from ocirt.container.blocks import Joining, join_steps, labelled, not_dumpable
+from ocirt.container.blocks import Joining, join_steps, labelled, not_dumpable, runtime_steps
 from ocirt.container.init import run_child
 from ocirt.container.sync import Channel, reap
 from ocirt.errors import OcirtError
@@ -77,6 +77,7 @@ class ExecPlan:
 def build(plan: ExecPlan, live: ExecLive) -> ExecPhases:
     return ExecPhases(
         Phase("runtime", "before it forks stage-1", [
+            *runtime_steps(),
             Step("fork stage-1 with the initial CPU mask (born in the container's cgroup2 "
                  "directory where the kernel lets it)", partial(_fork_stage1, plan, live),
                  "fork stage-1")]),

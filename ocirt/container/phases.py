@@ -25,6 +25,7 @@ from ocirt.container.blocks import (
     join_steps,
     labelled,
     not_dumpable,
+    runtime_steps,
     unshare,
 )
 from ocirt.container.init import init, stage1
@@ -79,6 +80,7 @@ class CreatePhases:
 def build(plan: ContainerPlan, live: Live) -> CreatePhases:
     return CreatePhases(
         Phase("runtime", "before it forks stage-1", [
+            *runtime_steps(),
             *labelled(plan.cgroup_steps, "cgroups: make, write limits"),
             *(Step(m.describe(), m.prepare, "idmapped mounts") for m in plan.idmapped),
             Step("fork stage-1 (born in the container's cgroup2 directory where the kernel "
