@@ -12,13 +12,15 @@ from __future__ import annotations
 import os
 from _functools import partial  # functools.partial; functools imports collections (~2 ms)
 
+from ocirt import log
 from ocirt.container import protocol
 from ocirt.container.blocks import Joining, join_steps, labelled, not_dumpable, runtime_steps
 from ocirt.container.init import run_child
 from ocirt.container.sync import Channel, reap
 from ocirt.errors import OcirtError
-from ocirt.linux import affinity
+from ocirt.linux import affinity, namespaces, pidfd, procfs
 from ocirt.linux.plan import Note, Phase, Step
+from ocirt.linux.process import close_extra_fds
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -116,16 +118,12 @@ def _fork_stage1(plan: ExecPlan, live: ExecLive) -> None:
         os._exit(0)
     live.stage1_pid = pid
     if manager is not None and manager.has_v2():
-        from ocirt import log
-
         log.current.debug(f"exec: stage-1 {pid} " + (
             "born in its cgroup (clone3 CLONE_INTO_CGROUP)" if in_v2 else
             "from a plain fork (clone3 CLONE_INTO_CGROUP refused): it joins cgroup.procs"))
     if manager is not None:
         manager.adopt(pid)
     live.child_end.close()
-    from ocirt.linux import namespaces
-
     namespaces.close_all(live.ns_fds)
     if live.root_fd is not None:
         os.close(live.root_fd)
@@ -146,8 +144,6 @@ def _stage1_items(plan: ExecPlan, live: ExecLive) -> list[Step | Note]:
     items.append(Step("prctl(PR_SET_DUMPABLE, 0)", not_dumpable, label))
     adj = plan.process.get("oomScoreAdj")
     if adj is not None:  # the host's procfs, inherited
-        from ocirt.linux import procfs
-
         items.append(Step(f"write {adj} to /proc/self/oom_score_adj",
                           partial(procfs.write, "self/oom_score_adj", str(adj)), label))
     seccomp = plan.setup.seccomp
@@ -212,8 +208,6 @@ def _reap_stage1(live: ExecLive) -> None:
 
 
 def _send_pidfd(live: ExecLive) -> None:
-    from ocirt.linux import pidfd
-
     assert live.pidfd_sock is not None
     try:
         pidfd.send(live.pidfd_sock, live.pid, "setns")
@@ -255,8 +249,6 @@ def _process_items(plan: ExecPlan, live: ExecLive) -> list[Step | Note]:
 
 
 def _close_fds(plan: ExecPlan, live: ExecLive) -> None:
-    from ocirt.linux.process import close_extra_fds
-
     keep = {live.child_end.fileno()}
     if live.console_sock is not None:
         keep.add(live.console_sock.fileno())

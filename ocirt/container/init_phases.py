@@ -8,9 +8,11 @@ from _functools import partial  # functools.partial; functools imports collectio
 from ocirt.container import hooks
 from ocirt.container.blocks import hooks_text, labelled, not_dumpable
 from ocirt.container.init import exit_on_signals, state_document
+from ocirt.errors import OcirtError
 from ocirt.linux import namespaces, netdevices, procfs
 from ocirt.linux import syscalls as sc
 from ocirt.linux.plan import Note, Step
+from ocirt.linux.process import close_extra_fds
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -80,8 +82,6 @@ def init_items(plan: ContainerPlan, live: Live) -> list[Step | Note]:
 
 
 def _close_fds(plan: ContainerPlan, live: Live) -> None:
-    from ocirt.linux.process import close_extra_fds
-
     keep = {live.child_end.fileno()} | ({live.listener.fileno()} if live.listener else set())
     process = plan.process
     seccomp = process.seccomp if process is not None else None
@@ -121,8 +121,6 @@ def on_start_items(plan: ContainerPlan, live: Live) -> list[Step | Note]:
 
 
 def _no_process() -> None:
-    from ocirt.errors import OcirtError
-
     raise OcirtError("config.json has no process to start")
 
 

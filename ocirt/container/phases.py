@@ -29,8 +29,9 @@ from ocirt.container.blocks import (
     unshare,
 )
 from ocirt.container.init import init, stage1
+from ocirt.container.state import Status
 from ocirt.container.sync import Channel, reap
-from ocirt.linux import affinity, namespaces, netdevices
+from ocirt.linux import affinity, namespaces, netdevices, uidmap
 from ocirt.linux import syscalls as sc
 from ocirt.linux.plan import Note, Phase, Step
 
@@ -199,8 +200,6 @@ def _after_stage1_items(plan: ContainerPlan, live: Live) -> list[Step | Note]:
     items: list[Step | Note] = []
     linux = plan.config.get("linux") or {}
     if plan.namespaces.new_user:
-        from ocirt.linux import uidmap
-
         label = "sync wait: user namespace; uid and gid maps"
         items += [Step('sync: wait for {"userns"}', lambda: live.parent.wait_for_userns(),
                        label),
@@ -258,8 +257,6 @@ def _wait_for_pid(live: Live) -> None:
 def _runtime_hooks(plan: ContainerPlan, live: Live) -> None:
     # prestart gets "created", as crun and the conformance suite expect; createRuntime runs
     # while the container is still being created.
-    from ocirt.container.state import Status
-
     hooks.run_hooks(plan.config, "prestart", live.state.hook_document(Status.CREATED))
     hooks.run_hooks(plan.config, "createRuntime", live.state.hook_document(Status.CREATING))
 

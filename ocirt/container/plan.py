@@ -88,7 +88,7 @@ class ContainerPlan:
 
     def explain(self) -> str:
         """Every step of every phase, in the order ``create`` and its children run them."""
-        from ocirt.container.phases import explain
+        from ocirt.container.phases import explain  # (the phases are built from a plan)
 
         return explain(self)
 
