@@ -60,6 +60,10 @@ class Channel:
             data = self.sock.recv(_MAX_MESSAGE)
         except InterruptedError:
             return self.recv()
+        except ConnectionResetError:
+            # The other side exited with a message of ours unread (a stage-1 that failed before
+            # it read "go"): the kernel reports that first, once; what it sent is still queued.
+            return self.recv()
         if not data:
             return None
         message: dict[str, Any] = jsonfast.loads(data)
