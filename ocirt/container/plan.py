@@ -13,6 +13,7 @@ import os
 import stat
 
 from ocirt import log
+from ocirt.container import phases
 from ocirt.errors import ConfigError, SyscallError, UnsupportedError, access_hint
 from ocirt.identity import running_rootless
 from ocirt.linux import (
@@ -88,9 +89,7 @@ class ContainerPlan:
 
     def explain(self) -> str:
         """Every step of every phase, in the order ``create`` and its children run them."""
-        from ocirt.container.phases import explain  # (the phases are built from a plan)
-
-        return explain(self)
+        return phases.explain(self)
 
 
 def _hooks_of(config: dict[str, Any], kind: str) -> bool:

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from typing import Protocol
 
-    from ocirt.timings import Timings
+    class Timings(Protocol):  # ocirt.timings.Timings, as far as a phase uses it
+        def run_steps(self, steps: list[Step], phase: str) -> None: ...
 
     class Watcher(Protocol):
         def phase(self, phase: Phase) -> None: ...
