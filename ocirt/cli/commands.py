@@ -246,7 +246,8 @@ def cmd_exec(store: Store, globals_: dict[str, Any], values: dict[str, Any]) -> 
                                     preserve_fds=int(values.get("preserve_fds") or 0),
                                     debug=bool(globals_.get("debug")), timings=timings,
                                     pidfd_socket=values.get("pidfd_socket"),
-                                    cgroups=values.get("cgroup") or [])
+                                    cgroups=values.get("cgroup") or [],
+                                    explain=bool(values.get("explain")))
     status = executing.exec_process(store, values["container_id"], process, options)
     _report(timings, "exec", globals_)
     return status

@@ -162,6 +162,8 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
                  "SELinux label (not supported: refused)", "LABEL"),
              Opt(("--apparmor",), "apparmor", "str", None,
                  "AppArmor profile for the process", "PROFILE"),
+             Opt(("--explain",), "explain",
+                 help="print the plan of kernel steps (cgroups, namespaces, process) and stop"),
              _TIMINGS),
             usage="exec [OPTIONS] CONTAINER-ID [COMMAND [ARG...]]"),
     Command("features", "print the features this runtime supports, as JSON (features.md)"),

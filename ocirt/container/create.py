@@ -21,9 +21,8 @@ import time
 
 from ocirt import log
 from ocirt.config.load import load_config
-from ocirt.container import hooks
+from ocirt.container import hooks, phases, protocol
 from ocirt.container import plan as planning
-from ocirt.container.init import stage1
 from ocirt.container.state import (
     ContainerState,
     Lock,
@@ -34,9 +33,7 @@ from ocirt.container.state import (
 )
 from ocirt.container.sync import Channel, lapper, reap
 from ocirt.errors import ConfigError, OcirtError
-from ocirt.linux import hostmounts, namespaces, netdevices, uidmap
-from ocirt.linux import syscalls as sc
-from ocirt.linux.plan import run_all
+from ocirt.linux import hostmounts, namespaces
 
 
 class Created:
@@ -63,7 +60,8 @@ def load_plan(container_id: str, bundle: str, options: planning.Options
 
 
 def create(store: Store, plan: planning.ContainerPlan, foreground: bool = False) -> Created:
-    """Carry out ``plan``. The caller must release ``Created.lock`` (and close the channel)."""
+    """Carry out ``plan``: the runtime's phases here, the children's in ``init`` (see
+    ``phases``). The caller must release ``Created.lock`` (and close the channel)."""
     lap = lapper(plan.options.timings)
     if plan.terminal or plan.options.console_socket:
         # Only then (termios: ~0.5 ms), and before the fork: init needs it after pivot_root.
@@ -71,10 +69,6 @@ def create(store: Store, plan: planning.ContainerPlan, foreground: bool = False)
 
         console.check_terminal(plan.terminal, plan.options.console_socket,
                                detach=not foreground)
-    sc.prctl(sc.PR_SET_DUMPABLE, 0)
-    # init is re-parented to us when stage-1 exits, so a failure can reap it; once we exit it
-    # moves on to the caller's nearest subreaper (conmon, containerd-shim), as with runc.
-    sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
     lock = store.create(plan.container_id)
     # Without a mount namespace of its own, init mounts in ours: note what was there before.
     mounts_before = (None if plan.namespaces.has("mount")
@@ -89,87 +83,41 @@ def create(store: Store, plan: planning.ContainerPlan, foreground: bool = False)
                            if mounts_before is not None else None)
     if state.cgroup:  # the directories about to be made, recorded before they are
         state.cgroup["created"] = plan.cgroup.missing_dirs()
+    live = phases.Live()
+    live.state = state
     channel: Channel | None = None
-    relay_end: socket.socket | None = None
     pidfd_sock: socket.socket | None = None
-    stage1_pid = init_pid = 0
     try:
         # From here on `delete --force` can undo whatever happens to us.
         store.save(state, with_cleanup_copy=True)
         lap("state directory, state.json (creating), cleanup.json")
-        run_all(plan.cgroup_steps)
-        lap("cgroups: make, write limits")
-        for mapped in plan.idmapped:  # detached idmapped mounts, for init to attach
-            mapped.prepare()
         if plan.options.pidfd_socket:
             from ocirt.linux import pidfd
 
             pidfd_sock = pidfd.connect(plan.options.pidfd_socket)
-        ns_fds = namespaces.open_namespaces(plan.namespaces)
+        live.ns_fds = namespaces.open_namespaces(plan.namespaces)
         # `run` in the foreground starts init over the sync channel, so init needs no start
         # socket, and it exits if that runtime dies before starting it (nobody else could).
-        listener: socket.socket | None = None
+        live.listener = None
         if not foreground:
-            listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-            listener.bind(store.socket_path(plan.container_id, lock))
-            listener.listen(1)
+            live.listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            live.listener.bind(store.socket_path(plan.container_id, lock))
+            live.listener.listen(1)
         if plan.terminal:
             if plan.options.console_socket:
                 plan.console_sock = console.connect(plan.options.console_socket)
             else:
-                relay_end, plan.console_sock = socket.socketpair()
-        channel, child_end = Channel.pair()
-        lap("namespace fds, sockets")
-        # Stage-1 is born in the cgroup2 directory (if any) and joins the v1 ones itself, first
-        # thing: moved by us through cgroup.procs it would wait ~10 ms for an RCU grace period.
-        stage1_pid, in_v2 = plan.cgroup.fork_inside()
-        if stage1_pid == 0:
-            channel.close()
-            stage1(plan, child_end, ns_fds, listener, in_v2, me)
-        plan.cgroup.adopt(stage1_pid)  # systemd: the transient scope, with stage-1 in it
-        child_end.close()
-        if listener is not None:
-            listener.close()
-        if plan.console_sock is not None:
-            plan.console_sock.close()
-        namespaces.close_all(ns_fds)
-        for mapped in plan.idmapped:
-            mapped.close()
-        lap("fork stage-1")
-        if plan.namespaces.new_user:
-            channel.expect("userns", "creating the user namespace")
-            uidmap.write(stage1_pid, plan.config.get("linux") or {})
-            channel.send("mapped")
-            lap("sync wait: user namespace; uid and gid maps")
-        if plan.net_devices:
-            channel.expect("netns", "creating the network namespace")
-            run_all(netdevices.move_steps(plan.net_devices, f"/proc/{stage1_pid}/ns/net"))
-            lap("sync wait: network namespace; network devices")
-        channel.send("go")
-        # init's first message can overtake stage-1's (they share the channel)
-        message = channel.expect("pid", "forking the container's init", later=("hooks", "ready"))
-        init_pid = message["pid"]
-        lap("sync wait: stage-1 joins the cgroups, makes namespaces, forks init")
-        if plan.options.timings is not None:
-            plan.options.timings.merge(message.get("timings"))
-        state.pid = init_pid
-        if hooks.hooks_of(plan.config, "prestart") or hooks.hooks_of(plan.config, "createRuntime"):
-            channel.expect("hooks", "setting up the container")
-            # prestart gets "created", as crun and the conformance suite expect; createRuntime
-            # runs while the container is still being created.
-            hooks.run_hooks(plan.config, "prestart", state.hook_document(Status.CREATED))
-            hooks.run_hooks(plan.config, "createRuntime", state.hook_document(Status.CREATING))
-            channel.send("hooks-done")
-            lap("sync wait and prestart, createRuntime hooks")
-        message = channel.expect("ready", "setting up the container")
-        terminal = console.recv_fd(relay_end) if relay_end is not None else None
-        lap("sync wait: init sets up the container")
-        # Reaped only now: its exit overlapped init's work (init was ours from that exit on).
-        reap(stage1_pid)
-        stage1_pid = 0
-        lap("reap stage-1")
-        if plan.options.timings is not None:
-            plan.options.timings.merge(message.get("timings"))
+                live.relay_end, plan.console_sock = socket.socketpair()
+        channel, live.child_end = Channel.pair()
+        timings = plan.options.timings
+        live.parent = protocol.Parent(channel, timings)
+        live.stage1 = protocol.Stage1(live.child_end, timings)
+        live.init = protocol.Init(live.child_end, timings)
+        live.phases = phases.build(plan, live)
+        lap("namespace fds, sockets; phases")
+        live.phases.runtime.run(timings)  # cgroups, idmapped mounts, fork stage-1
+        live.phases.after_stage1.run(timings)  # until init is ready; stage-1 reaped
+        init_pid = live.init_pid
         if pidfd_sock is not None:
             pidfd.send(pidfd_sock, init_pid, "standard")
             pidfd_sock.close()
@@ -186,13 +134,13 @@ def create(store: Store, plan: planning.ContainerPlan, foreground: bool = False)
             write_pid_file(plan.options.pid_file, init_pid)
         lap("state.json (created), pid file")
     except BaseException as err:
-        _kill_and_reap(stage1_pid, init_pid)
+        _kill_and_reap(live.stage1_pid, live.init_pid)
         for mapped in plan.idmapped:
             mapped.close()
         if channel is not None:
             channel.close()
-        if relay_end is not None:
-            relay_end.close()
+        if live.relay_end is not None:
+            live.relay_end.close()
         if pidfd_sock is not None:
             pidfd_sock.close()
         try:
@@ -207,9 +155,9 @@ def create(store: Store, plan: planning.ContainerPlan, foreground: bool = False)
         if isinstance(err, hooks.HookError):  # lifecycle steps 3-5: on to 12 and 13
             hooks.run_hooks_warning(state.config, "poststop", state.hook_document(Status.STOPPED))
         raise
-    if relay_end is not None:
-        relay_end.close()
-    return Created(state=state, plan=plan, channel=channel, lock=lock, terminal=terminal)
+    if live.relay_end is not None:
+        live.relay_end.close()
+    return Created(state=state, plan=plan, channel=channel, lock=lock, terminal=live.terminal)
 
 
 def _detach_mounts(made: list[hostmounts.Mount]) -> None:

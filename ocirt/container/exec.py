@@ -1,16 +1,9 @@
 """exec: run a new process inside a running container.
 
-The same three-process dance as ``create`` (see ``sync``), without building anything:
-
-  ocirt exec (parent)          stage-1 (child)                      process (grandchild)
-  fork ----------------------> join the container's cgroups (born in the v2 one: clone3)
-                               setns into the container's namespaces, user first, mount last
-                               (no mount namespace: chroot to the container's root)
-  {"go"} --------------------> fork ------------------------------> (in the container's pid ns)
-          <------------------- {"pid": N}; exits                    terminal, rlimits, no_new_privs,
-                                                                    capabilities, user, cwd,
-                                                                    lookup, seccomp, execve
-          <-------------------------------------------------------- EOF (exec'd) | {"error": msg}
+The same three-process dance as ``create``, without building anything: stage-1 joins the
+container's cgroups and namespaces with create's joining steps and forks the process, which
+sets itself up and execs. Their phases are in ``exec_phases``, the messages in ``protocol``
+(docs/architecture.md draws them).
 
 The process gets the capabilities, no_new_privs, rlimits and user that its process object
 names (the container's own process object, changed by the command line, or ``--process``).
@@ -25,14 +18,15 @@ import copy
 import json
 import os
 
-from ocirt import OCI_VERSION, log
+from ocirt import OCI_VERSION
+from ocirt.container import exec_phases, protocol
+from ocirt.container.exec_phases import ExecLive, ExecPlan
 from ocirt.container.state import Status, Store, write_pid_file
-from ocirt.container.sync import Channel, child_failed, lapper, reap, run_steps
+from ocirt.container.sync import Channel, lapper, reap
 from ocirt.errors import ConfigError, OcirtError, StateError, SyscallError, errno_text
-from ocirt.linux import affinity, cgroups, namespaces, pidfd, procfs
-from ocirt.linux import syscalls as sc
+from ocirt.linux import affinity, cgroups, namespaces, pidfd
 from ocirt.linux.cgroups import placement
-from ocirt.linux.process import ProcessSetup, close_extra_fds
+from ocirt.linux.process import ProcessSetup
 from ocirt.linux.process_attrs import memory_policy_steps, personality_steps
 
 TYPE_CHECKING = False
@@ -46,13 +40,14 @@ class ExecOptions:
     def __init__(self, detach: bool = False, pid_file: str | None = None,
                  console_socket: str | None = None, preserve_fds: int = 0,
                  debug: bool = False, timings: Timings | None = None,
-                 pidfd_socket: str | None = None, cgroups: list[str] | None = None
-                 ) -> None:
+                 pidfd_socket: str | None = None, cgroups: list[str] | None = None,
+                 explain: bool = False) -> None:
         self.detach, self.pid_file, self.console_socket = detach, pid_file, console_socket
         self.preserve_fds, self.debug = preserve_fds, debug
         self.timings = timings  # --timings (see ocirt.timings)
         self.pidfd_socket = pidfd_socket
         self.cgroups = cgroups or []  # --cgroup: sub-cgroups (ocirt.linux.cgroups.placement)
+        self.explain = explain  # --explain: print the phases, run nothing
 
 
 def process_from_file(path: str) -> dict[str, Any]:
@@ -110,8 +105,6 @@ def exec_process(store: Store, container_id: str, process: dict[str, Any],
         from ocirt.linux import console
 
         console.check_terminal(terminal, options.console_socket, options.detach)
-    sc.prctl(sc.PR_SET_DUMPABLE, 0)
-    sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
     with store.lock(container_id):
         state = store.load(container_id)
         # The container's seccomp filter applies to every process in it.
@@ -129,83 +122,49 @@ def exec_process(store: Store, container_id: str, process: dict[str, Any],
             raise OcirtError("exec --cgroup: the container has no cgroup")
         dirs = (placement.exec_dirs(manager, placement.sub_paths(options.cgroups))
                 if manager is not None else None)
-        pidfd_sock = pidfd.connect(options.pidfd_socket) if options.pidfd_socket else None
-        ns_fds = _container_namespaces(state.pid, state.config)
-        root_fd = _shared_root(state.pid, state.config)
-        console_sock: socket.socket | None = None
-        relay_end: socket.socket | None = None
+        live = ExecLive()
+        live.pidfd_sock = pidfd.connect(options.pidfd_socket) if options.pidfd_socket else None
+        live.ns_fds = _container_namespaces(state.pid, state.config)
+        live.root_fd = _shared_root(state.pid, state.config)
         if terminal:
             if options.console_socket:
-                console_sock = console.connect(options.console_socket)
+                live.console_sock = console.connect(options.console_socket)
             else:
-                relay_end, console_sock = socket.socketpair()
-        channel, child_end = Channel.pair()
-        lap("plan: process, seccomp; namespace fds")
+                live.relay_end, live.console_sock = socket.socketpair()
+        channel, live.child_end = Channel.pair()
+        live.parent = protocol.ExecParent(channel, timings)
+        live.stage1 = protocol.Stage1(live.child_end, timings, "exec stage-1")
+        live.process = protocol.Process(live.child_end, timings)
         if manager is not None and dirs is not None:
             manager.dirs = dirs  # exec --cgroup: the sub-cgroups to join
-        stage1_pid, in_v2 = _fork_with_mask(manager, initial)
-        if stage1_pid and manager is not None and manager.has_v2():
-            _debug(f"exec: stage-1 {stage1_pid} " + (
-                "born in its cgroup (clone3 CLONE_INTO_CGROUP)" if in_v2 else
-                "from a plain fork (clone3 CLONE_INTO_CGROUP refused): it joins cgroup.procs"))
-        if stage1_pid == 0:
-            channel.close()
-            if manager is not None:  # first, with the host's credentials (see create)
-                _join_cgroups(manager, in_v2, child_end, options.debug, initial, final)
-            _stage1(setup, child_end, ns_fds, root_fd, console_sock, process, options.debug,
-                    timings)
-        if manager is not None:
-            manager.adopt(stage1_pid)
-        child_end.close()
-        namespaces.close_all(ns_fds)
-        if root_fd is not None:
-            os.close(root_fd)
-        if console_sock is not None:
-            console_sock.close()
-        pid = 0
-        lap("fork stage-1")
+        joins = [(kind, f"/proc/{state.pid}/ns/{namespaces.NAMESPACES[kind][1]}")
+                 for kind, _ in live.ns_fds]
+        plan = ExecPlan(setup, process, options, manager, (initial, final), joins,
+                        live.root_fd is not None)
+        live.phases = exec_phases.build(plan, live)
+        lap("plan: process, seccomp; namespace fds")
+        if options.explain:
+            print(exec_phases.explain(plan, live))
+            _close(live, channel)
+            live.child_end.close()
+            namespaces.close_all(live.ns_fds)
+            if live.root_fd is not None:
+                os.close(live.root_fd)
+            return 0
         try:
-            try:
-                channel.send("go")
-            except OcirtError:
-                pass  # stage-1 failed first (a cgroup join, the CPU mask): its error follows
-            # the process's --timings message can overtake stage-1's {"pid"}
-            message = channel.expect("pid", "exec: forking the process", later=("timings",))
-            pid = message["pid"]
-            lap("sync wait: stage-1 joins the namespaces, forks the process")
-            reap(stage1_pid)
-            lap("reap stage-1")
-            if pidfd_sock is not None:
-                try:
-                    pidfd.send(pidfd_sock, pid, "setns")
-                except OcirtError:
-                    _kill(pid)
-                    raise
-            # end-of-file once it has exec'd
-            reply = channel.early.pop(0) if channel.early else channel.recv()
-            if timings is not None:
-                timings.merge(message.get("timings"))
-                if reply is not None and reply["type"] == "timings":
-                    lap("sync wait: the process sets itself up")
-                    timings.merge(reply.get("rows"))
-                    reply = channel.recv()
-                    lap("sync wait: the process execs (seccomp load, execve)")
-            if reply is not None and reply.get("type") == "error":
-                raise OcirtError(reply["msg"])
-            master = console.recv_fd(relay_end) if relay_end is not None else None
+            live.phases.runtime.run(timings)  # fork stage-1
+            live.phases.after_stage1.run(timings)  # until the process has exec'd
         except BaseException:
-            if not pid:  # stage-1 still waits for "go" (a failed cgroup join or CPU mask)
-                _kill(stage1_pid)
-            reap(stage1_pid)
-            if pid:
-                reap(pid)
+            if live.stage1_pid and not live.pid:  # it still waits for "go" (a failed cgroup
+                exec_phases.kill(live.stage1_pid)  # join or CPU mask)
+            if live.stage1_pid:
+                reap(live.stage1_pid)
+            if live.pid:
+                reap(live.pid)
             raise
         finally:
-            channel.close()
-            if relay_end is not None:
-                relay_end.close()
-            if pidfd_sock is not None:
-                pidfd_sock.close()
+            _close(live, channel)
+        pid, master = live.pid, live.master
         if options.pid_file:
             write_pid_file(options.pid_file, pid)
     lap("pid file, unlock")
@@ -221,6 +180,13 @@ def exec_process(store: Store, container_id: str, process: dict[str, Any],
         lap("the process runs, exits")
 
 
+def _close(live: ExecLive, channel: Channel) -> None:
+    channel.close()
+    for sock in (live.relay_end, live.pidfd_sock):
+        if sock is not None:
+            sock.close()
+
+
 def _exec_affinity(process: dict[str, Any], config: dict[str, Any]
                    ) -> tuple[affinity.Mask | None, affinity.Mask | None]:
     """The exec'd process's execCPUAffinity, else the container's (as runc: --process FILE
@@ -228,34 +194,6 @@ def _exec_affinity(process: dict[str, Any], config: dict[str, Any]
     if process.get("execCPUAffinity"):
         return affinity.exec_masks(process)
     return affinity.exec_masks(config.get("process") or {})
-
-
-def _fork_with_mask(manager: cgroups.CgroupDriver | None, initial: affinity.Mask | None
-                    ) -> tuple[int, bool]:
-    """Fork stage-1 (born in the container's cgroup2 directory where the kernel lets it:
-    ``Manager.fork_inside``) with the initial CPU mask, which the child inherits as runc's
-    start thread passes it on; the runtime's own mask is restored. (pid, born in cgroup2)."""
-    saved = os.sched_getaffinity(0) if initial is not None else None
-    if initial is not None:
-        affinity.apply(0, initial)
-    pid, in_v2 = -1, False
-    try:
-        pid, in_v2 = manager.fork_inside() if manager is not None else (os.fork(), False)
-    finally:
-        if pid != 0 and saved is not None:  # the child keeps the initial mask
-            os.sched_setaffinity(0, saved)
-    return pid, in_v2
-
-
-def _kill(pid: int) -> None:
-    try:
-        os.kill(pid, 9)
-    except ProcessLookupError:
-        pass
-
-
-def _debug(message: str) -> None:
-    log.current.debug(message)
 
 
 def _container_namespaces(pid: int, config: dict[str, Any]) -> list[tuple[str, int]]:
@@ -289,75 +227,3 @@ def _shared_root(pid: int, config: dict[str, Any]) -> int | None:
     except OSError as err:
         raise SyscallError.of(f"open('/proc/{pid}/root', O_PATH)", err,
                               "exec: the container's root") from err
-
-
-def _join_cgroups(manager: cgroups.CgroupDriver, in_v2: bool, channel: Channel, debug: bool,
-                  initial: affinity.Mask | None, final: affinity.Mask | None) -> None:
-    try:
-        manager.join(in_v2)
-        affinity.after_cgroup_join(0, initial, final)  # now inside: the final CPU mask
-    except BaseException as err:
-        child_failed(channel, err, debug)
-
-
-def _stage1(setup: ProcessSetup, channel: Channel, ns_fds: list[tuple[str, int]],
-            root_fd: int | None, console_sock: socket.socket | None,
-            process: dict[str, Any], debug: bool, timings: Timings | None) -> None:
-    if timings is not None:
-        timings.forked("stage-1")
-    lap = lapper(timings)
-    try:
-        sc.prctl(sc.PR_SET_DUMPABLE, 0)
-        if process.get("oomScoreAdj") is not None:  # the host's procfs, inherited
-            procfs.write("self/oom_score_adj", str(process["oomScoreAdj"]))
-        if setup.seccomp is not None:
-            setup.seccomp.connect_listener()  # listenerPath is a host path
-        namespaces.join(ns_fds, only={"user"})
-        if any(kind == "user" for kind, _ in ns_fds):
-            os.setresgid(0, 0, 0)
-            os.setresuid(0, 0, 0)
-        namespaces.join([(k, fd) for k, fd in ns_fds if k != "user"])
-        namespaces.close_all(ns_fds)
-        if root_fd is not None:
-            os.fchdir(root_fd)
-            os.chroot(".")
-            os.close(root_fd)
-        lap("namespaces: join")
-        channel.expect("go", "exec stage-1")
-        lap("sync wait: go (runtime moves us into the cgroups)")
-        pid = os.fork()
-        if pid == 0:
-            _process(setup, channel, console_sock, process, debug, timings)
-        lap("fork the process")
-        if timings is None:
-            channel.send("pid", pid=pid)
-        else:
-            channel.send("pid", pid=pid, timings=timings.take())
-    except BaseException as err:
-        child_failed(channel, err, debug)
-    os._exit(0)
-
-
-def _process(setup: ProcessSetup, channel: Channel, console_sock: socket.socket | None,
-             process: dict[str, Any], debug: bool, timings: Timings | None) -> None:
-    if timings is not None:
-        timings.forked("process")
-    try:
-        sc.prctl(sc.PR_SET_DUMPABLE, 0)
-        keep = {channel.fileno()}
-        if console_sock is not None:
-            keep.add(console_sock.fileno())
-        close_extra_fds(setup.inherited, keep)
-        if console_sock is not None:
-            from ocirt.linux import console  # loaded by exec_process, before the setns
-
-            os.setsid()
-            console.take_terminal(console_sock, process.get("consoleSize"), console=False)
-        if timings is not None:
-            timings.lap("close fds, terminal")
-        run_steps(setup.personality + setup.steps(), timings, "process")
-        if timings is not None:
-            channel.send("timings", rows=timings.take())
-        setup.execute()
-    except BaseException as err:
-        child_failed(channel, err, debug)

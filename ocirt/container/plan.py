@@ -13,6 +13,7 @@ import os
 import stat
 
 from ocirt import log
+from ocirt.container import phases
 from ocirt.errors import ConfigError, SyscallError, UnsupportedError, access_hint
 from ocirt.identity import running_rootless
 from ocirt.linux import (
@@ -26,11 +27,10 @@ from ocirt.linux import (
     process_attrs,
     rootfs,
     sysctl,
-    uidmap,
 )
 from ocirt.linux import syscalls as sc
 from ocirt.linux.namespaces import NamespacePlan
-from ocirt.linux.plan import Step
+from ocirt.linux.plan import Note, Step
 from ocirt.linux.process import ProcessSetup
 
 TYPE_CHECKING = False
@@ -61,7 +61,8 @@ class ContainerPlan:
 
     def __init__(self, container_id: str, bundle: str, rootfs: str, config: dict[str, Any],
                  options: Options, namespaces: NamespacePlan, cgroup: cgroups.CgroupDriver,
-                 cgroup_steps: list[Step], mount_steps: list[Step], root_steps: list[Step],
+                 cgroup_steps: list[Step | Note], mount_steps: list[Step | Note],
+                 root_steps: list[Step | Note],
                  process: ProcessSetup | None, oom_score_adj: int | None,
                  net_devices: list[netdevices.NetDevice] | None = None,
                  idmapped: list[idmap.IdmappedMount] | None = None) -> None:
@@ -79,45 +80,20 @@ class ContainerPlan:
             "consoleSize")
         # The connected console socket (create sets it just before forking init).
         self.console_sock: socket.socket | None = None
+        # Decided once, for the runtime and its children alike (see ocirt.container.protocol):
+        # the id maps are written by a runtime without root through newuidmap, and the
+        # runtime runs the prestart and createRuntime hooks while init waits.
+        self.unprivileged = os.geteuid() != 0
+        self.runtime_hooks = bool(_hooks_of(config, "prestart")
+                                  or _hooks_of(config, "createRuntime"))
 
     def explain(self) -> str:
-        sections = [("cgroups (runtime, before the container's processes start)",
-                     self.cgroup_steps)]
-        if self.idmapped:
-            sections.append(("idmapped mounts (runtime, before it forks; init attaches them)",
-                             [Step(mapped.describe(), mapped.prepare)
-                              for mapped in self.idmapped]))
-        ns_steps = [Step(t, _noop) for t in self.namespaces.describe()]
-        if self.namespaces.new_user:
-            ns_steps.append(Step(f"id maps: {uidmap.describe(self.config.get('linux') or {})}",
-                                 _noop))
-        sections.append(("namespaces (stage-1 child)", ns_steps))
-        if self.net_devices:
-            sections.append(("network devices (runtime, once the namespace exists; then init)",
-                             netdevices.move_steps(self.net_devices, "/proc/<stage-1>/ns/net")
-                             + netdevices.setup_steps(self.net_devices)))
-        sections += [
-            ("mounts (init, in the new mount namespace)" if self.namespaces.has("mount") else
-             "mounts (init, in the runtime's mount namespace: detached on delete)",
-             self.mount_steps),
-            ("root (init)", self.root_steps),
-        ]
-        if self.process is not None:
-            sections += [
-                ("process (init, before it waits for start)", self.process.steps()),
-                ("on start (init, after the startContainer hooks)", self.process.start_steps()),
-            ]
-        else:
-            sections.append(("process", [Step("none in config.json: start will refuse", _noop)]))
-        lines = [f"plan for container {self.container_id} (bundle {self.bundle})"]
-        for title, steps in sections:
-            lines.append(f"{title}:")
-            lines += [f"  {step.describe()}" for step in steps] or ["  (nothing)"]
-        return "\n".join(lines)
+        """Every step of every phase, in the order ``create`` and its children run them."""
+        return phases.explain(self)
 
 
-def _noop() -> None:
-    pass
+def _hooks_of(config: dict[str, Any], kind: str) -> bool:
+    return bool((config.get("hooks") or {}).get(kind))
 
 
 # Fields ocirt cannot honour: the spec says a runtime MUST error rather than ignore them.
@@ -208,9 +184,10 @@ def build(container_id: str, bundle: str, config: dict[str, Any], options: Optio
                 linux.get("rootfsPropagation")):
             raise ConfigError("$.linux.rootfsPropagation", "[r]private is not safe with "
                               "--no-pivot (as runc refuses it)")
-        mount_steps = pivot.prepare_steps(ctx, linux.get("rootfsPropagation"))
+        mount_steps: list[Step | Note] = list(pivot.prepare_steps(
+            ctx, linux.get("rootfsPropagation")))
     else:
-        mount_steps = pivot.shared_namespace_steps(ctx, bool(root.get("readonly")))
+        mount_steps = list(pivot.shared_namespace_steps(ctx, bool(root.get("readonly"))))
 
     def cgroup_mount(ctx: rootfs.RootContext, mount: dict[str, Any],
                      parsed: mountopts.MountOptions) -> list[Step]:
@@ -247,7 +224,8 @@ def build(container_id: str, bundle: str, config: dict[str, Any], options: Optio
         mount_steps.append(Step(f"mkdir -p {cwd} (process.cwd, inside the rootfs)",
                                 lambda: os.close(ctx.target(cwd, "dir"))))
 
-    root_steps = pivot.pivot_steps(ctx, options.no_pivot, own_mount_ns)
+    root_steps: list[Step | Note] = list(pivot.pivot_steps(ctx, options.no_pivot,
+                                                           own_mount_ns))
     # sysctls before readonlyPaths, which usually include /proc/sys (as runc orders them)
     root_steps += sysctl.steps(linux.get("sysctl") or {}, ns)
     root_steps += pivot.finish_steps(bool(root.get("readonly")), linux.get("maskedPaths", []),

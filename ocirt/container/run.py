@@ -13,6 +13,7 @@ import os
 from ocirt.container import create as creating
 from ocirt.container import delete as deleting
 from ocirt.container.plan import ContainerPlan
+from ocirt.container.protocol import Starter
 from ocirt.container.start import start, started
 from ocirt.container.state import Status, Store
 from ocirt.container.sync import lapper
@@ -52,14 +53,9 @@ def run(store: Store, plan: ContainerPlan, detach: bool = False, keep: bool = Fa
         for signum in FORWARDED:
             if signum != signal.SIGWINCH:
                 originals[signum] = signal.signal(signum, _forward_to(state.pid))
-        created.channel.send("start")
-        reply = created.channel.recv()  # end-of-file once the program is exec'd
-        if reply is not None and reply["type"] == "timings":  # --timings: init's rows first
-            lap("sync wait: start (startContainer hooks)")
-            if timings is not None:
-                timings.merge(reply.get("rows"))
-            reply = created.channel.recv()
-            lap("sync wait: init execs (signals, umask, seccomp load, execve)")
+        starter = Starter(created.channel, timings)
+        reply = starter.start()  # end-of-file once the program is exec'd
+        reply = starter.after_timings(reply)  # --timings: init's rows first
         created.channel.close()
         started(store, state, reply)  # on failure the container is already gone
         created.lock.release()

@@ -7,6 +7,7 @@ import _socket as socket  # the C module under ``socket``: no enum, selectors (~
 import os
 
 from ocirt.container import hooks
+from ocirt.container.protocol import ERROR, Starter
 from ocirt.container.state import ContainerState, Status, Store
 from ocirt.container.sync import Channel
 from ocirt.errors import OcirtError, StateError, SyscallError
@@ -31,8 +32,7 @@ def start(store: Store, container_id: str) -> None:
                                   "cannot reach the container's init") from err
         channel = Channel(sock)
         try:
-            channel.send("start")
-            reply = channel.recv()  # end-of-file: the exec happened (the socket is CLOEXEC)
+            reply = Starter(channel).start()  # end-of-file: the exec happened (CLOEXEC)
         finally:
             channel.close()
         started(store, state, reply)
@@ -51,7 +51,7 @@ def started(store: Store, state: ContainerState, reply: dict[str, object] | None
     except FileNotFoundError:
         pass
     try:
-        if reply is not None and reply.get("type") == "error":
+        if reply is not None and reply.get("type") == ERROR:
             raise OcirtError(str(reply["msg"]))
         state.status = Status.RUNNING
         store.save(state)

@@ -1,44 +1,14 @@
-"""The parent/child synchronisation protocol, and the channel that speaks it.
+"""The sync channel the runtime and its children speak on, and what children do on failure.
 
-Three processes build a container; messages are JSON objects, one per SOCK_SEQPACKET packet on
-a socketpair made by the runtime before it forks (the ``sync`` channel)::
+Messages are JSON objects, one per SOCK_SEQPACKET packet on a socketpair made by the runtime
+before it forks. Which messages exist, who sends them and when is ``ocirt.container.protocol``;
+docs/architecture.md ("The parent/child protocol") draws them as a diagram.
 
-  ocirt create (parent)            stage-1 (child)                  init (grandchild)
-  ---------------------            ---------------                  -----------------
-  mkdir cgroups, write limits
-  fork (clone3 into the v2 cgroup) > join the v1 cgroups (its one thread, through "tasks")
-                                    join user ns / unshare it
-                   <--------------- {"userns"}          (only for a new user namespace)
-  write uid_map, gid_map
-  {"mapped"} ---------------------> join + unshare the other namespaces (pid, mount, ...)
-                   <--------------- {"netns"}  (only for linux.netDevices; names checked free)
-  move the devices into its netns
-  {"go"} -------------------------> unshare the cgroup namespace (rooted at its new cgroup)
-                                    fork ---------------------------> (pid 1 if a new pid ns)
-                   <--------------- {"pid": N}  (host pid)
-                                    release (a pipe) ---------------> starts only now
-                                    exits
-                                                                    moved devices: addresses, up;
-                                                                    mounts, devices, pivot_root,
-                                                                    hostname, rlimits, user,
-                                                                    capabilities, chdir, lookup
-                   <------------------------------------------------ {"ready"} | {"error": msg}
-  waitpid(stage-1); state "created", pid file; exits
-  (the sync channel closes: init now waits on the start socket)
-
-  ocirt start                                                       init, blocked in accept()
-  -----------                                                       ------------------------
-  connect(<state dir>/start.sock)
-  {"start"} --------------------------------------------------------> execve(program)
-  reads until end-of-file  <---------- EOF: the socket is close-on-exec, so EOF means the exec
-                                       happened; {"error": msg} if it failed
-
-``ocirt run`` in the foreground sends {"start"} over the sync channel instead and waits for the
-same end-of-file there. The start socket is made and bound by the parent before it forks, in
-the state directory (mode 0700), so only root can start a container. Stage-1 is the calling
-process's grandchild no longer than it takes to fork init: init is re-parented to the nearest
-subreaper (the manager that ran ``ocirt create``, such as conmon or containerd-shim), which
-therefore reaps it and collects its exit status.
+The start socket is made and bound by the parent before it forks, in the state directory (mode
+0700), so only root can start a container. Stage-1 is the calling process's grandchild no longer
+than it takes to fork init: init is re-parented to the nearest subreaper (the manager that ran
+``ocirt create``, such as conmon or containerd-shim), which therefore reaps it and collects its
+exit status.
 """
 
 from __future__ import annotations
@@ -54,7 +24,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-    from ocirt.linux.plan import Step
     from ocirt.timings import Timings
 
 _MAX_MESSAGE = 65536
@@ -90,6 +59,10 @@ class Channel:
         try:
             data = self.sock.recv(_MAX_MESSAGE)
         except InterruptedError:
+            return self.recv()
+        except ConnectionResetError:
+            # The other side exited with a message of ours unread (a stage-1 that failed before
+            # it read "go"): the kernel reports that first, once; what it sent is still queued.
             return self.recv()
         if not data:
             return None
@@ -143,15 +116,6 @@ def _no_lap(phase: str) -> None:
 def lapper(timings: Timings | None) -> Callable[[str], None]:
     """``timings.lap`` with ``--timings``, else a function that does nothing."""
     return _no_lap if timings is None else timings.lap
-
-
-def run_steps(steps: list[Step], timings: Timings | None, phase: str) -> None:
-    """Run ``steps``; with ``--timings``, one row per phase of them (see ``Timings``)."""
-    if timings is None:
-        for step in steps:
-            step.run()
-    else:
-        timings.run_steps(steps, phase)
 
 
 def reap(pid: int) -> int:

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import os
 import resource
-import stat
-import struct
 from _functools import partial  # functools.partial; functools imports collections (~2 ms)
 
 from ocirt.errors import ConfigError, ExecError, OcirtError, SyscallError, errno_text
-from ocirt.linux import capabilities, procfs, safepath, trampoline
+from ocirt.linux import capabilities, procfs, program, safepath, trampoline
 from ocirt.linux import syscalls as sc
-from ocirt.linux.plan import Step
+from ocirt.linux.plan import Note, Step
 from ocirt.linux.process_attrs import process_steps
 
 TYPE_CHECKING = False
@@ -108,11 +106,12 @@ class ProcessSetup:
             if self.seccomp_early:
                 capabilities._capng()  # loaded now: after pivot_root the host's lib is gone
 
-    def steps(self) -> list[Step]:
+    def steps(self) -> list[Step | Note]:
         """What init does in the container before it waits for ``start``."""
-        steps = [Step("put the exec trampoline in a sealed memfd (the program must not find "
-                      "the runtime's binary as /proc/self/exe: CVE-2019-5736)",
-                      self._prepare_trampoline, "exec trampoline")]
+        steps: list[Step | Note] = [
+            Step("put the exec trampoline in a sealed memfd (the program must not find the "
+                 "runtime's binary as /proc/self/exe: CVE-2019-5736)",
+                 self._prepare_trampoline, "exec trampoline")]
         steps += [Step(f"setrlimit {name} soft={soft} hard={hard}",
                        partial(_setrlimit, name, num, soft, hard), "rlimits")
                   for name, num, soft, hard in self.rlimits]
@@ -167,20 +166,28 @@ class ProcessSetup:
         elif self.uid != 0:
             capabilities.apply_sets({name: [] for name in capabilities.SETS})
 
-    def start_steps(self) -> list[Step]:
-        """What happens on ``start``, after the startContainer hooks (for ``--explain``)."""
-        steps = [Step("signals back to default; umask "
-                      f"{oct(self.umask if self.umask is not None else 0o022)}", _noop)]
+    def start_steps(self) -> list[Step | Note]:
+        """What happens on ``start``, after the startContainer hooks: the last steps, ending
+        in execve (which never returns)."""
+        steps: list[Step | Note] = [Step("signals back to default, none blocked",
+                                         self._reset_signals, "execve")]
+        if not self.seccomp_early:  # (an early filter came after the umask, see _load_early)
+            steps.append(Step(f"umask {oct(self.umask if self.umask is not None else 0o022)}",
+                              self._set_umask, "execve"))
+        steps.append(Step(f"check the interpreter of {self.args[0]!r} exists (#! or ELF "
+                          "PT_INTERP: the exec is made where no error can be reported)",
+                          self._check_interpreter, "execve"))
         if self.seccomp is not None and not self.seccomp_early:
+            # from here on every syscall meets the filter: execve now
             steps += self._seccomp_steps("the very last step before execve", self.seccomp.load)
-        return [*steps, Step(f"execve {self.args!r} (through the sealed exec trampoline)",
-                             _noop)]
+        steps.append(Step(f"execve {self.args!r} (through the sealed exec trampoline)",
+                          self._execve, "execve"))
+        return steps
 
-    def _seccomp_steps(self, when: str, action: Callable[[], None]) -> list[Step]:
+    def _seccomp_steps(self, when: str, action: Callable[[], None]) -> list[Step | Note]:
         assert self.seccomp is not None
         lines = self.seccomp.describe()
-        return [Step(f"{lines[0]} ({when})", action, "seccomp"),
-                *(Step(line, _noop, "seccomp") for line in lines[1:])]
+        return [Step(f"{lines[0]} ({when})", action, "seccomp"), *map(Note, lines[1:])]
 
     def _prepare_trampoline(self) -> None:
         self.exec_fd = trampoline.prepare()
@@ -209,18 +216,7 @@ class ProcessSetup:
             capabilities.apply_sets(self.capabilities)
 
     def find_program(self) -> None:
-        name = self.args[0]
-        if "/" in name:
-            self.path = _check_executable(name, name)
-            return
-        for directory in self.env.get("PATH", "").split(":"):
-            candidate = os.path.join(directory or ".", name)
-            try:
-                self.path = _check_executable(name, candidate)
-                return
-            except ExecError:
-                continue
-        raise ExecError(f'exec: "{name}": executable file not found in $PATH')
+        self.path = program.find(self.args[0], self.env.get("PATH", ""))
 
     def set_identity(self) -> None:
         early = self.seccomp is not None and self.seccomp_early
@@ -274,8 +270,7 @@ class ProcessSetup:
         if not os.getcwd().startswith("/"):
             raise OcirtError(f"cwd {self.cwd!r} ($.process.cwd) is outside the container's root")
 
-    def execute(self) -> None:
-        """The last step: signals back to default, the umask, then execve. Never returns."""
+    def _reset_signals(self) -> None:
         for signum in range(1, signal.NSIG):
             try:
                 signal.signal(signum, signal.SIG_DFL)
@@ -286,67 +281,18 @@ class ProcessSetup:
         except OSError:
             if not self.seccomp_early:  # else the filter may refuse it: go on, as runc does
                 raise
-        if not self.seccomp_early:  # (an early filter came after the umask, see _load_early)
-            os.umask(self.umask if self.umask is not None else 0o022)
-        _check_interpreter(self.args[0], self.path)
-        if self.seccomp is not None and not self.seccomp_early:
-            self.seccomp.load()  # from here on every syscall meets the filter: execve now
+
+    def _set_umask(self) -> None:
+        os.umask(self.umask if self.umask is not None else 0o022)
+
+    def _check_interpreter(self) -> None:
+        program.check_interpreter(self.args[0], self.path)
+
+    def _execve(self) -> None:
         try:
             trampoline.execve(self.exec_fd, self.path, self.args, self.env)
         except OSError as err:
-            raise ExecError(f'exec: "{self.args[0]}": {_text(err)}') from err
-
-
-def _noop() -> None:
-    pass
-
-
-def _check_executable(name: str, path: str) -> str:
-    try:
-        st = os.stat(path)
-    except OSError as err:
-        raise ExecError(f'exec: "{name}": stat {path}: {_text(err)}') from err
-    # plain access(2): a seccomp profile may allow faccessat but not faccessat2 (AT_EACCESS);
-    # after the identity change real and effective ids are the same anyway
-    if stat.S_ISDIR(st.st_mode) or not os.access(path, os.X_OK):
-        raise ExecError(f'exec: "{name}": permission denied')
-    return path
-
-
-def _check_interpreter(name: str, path: str) -> None:
-    """The errors the final execve would meet for a missing interpreter, found beforehand.
-
-    The trampoline makes that execve in a process that can no longer report to the starter; a
-    ``#!`` line or ELF PT_INTERP naming a missing file is the common case, checked here.
-    """
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(4096)
-    except OSError:
-        return
-    interpreter = b""
-    if head.startswith(b"#!"):
-        words = head[2:].split(b"\n", 1)[0].split()
-        interpreter = words[0] if words else b""
-    elif head.startswith(b"\x7fELF") and len(head) >= 64 and head[4] == 2:
-        phoff, = struct.unpack_from("<Q", head, 32)
-        phentsize, phnum = struct.unpack_from("<HH", head, 54)
-        for index in range(phnum):
-            offset = phoff + index * phentsize
-            if offset + 56 > len(head):
-                break
-            p_type, = struct.unpack_from("<I", head, offset)
-            if p_type == 3:  # PT_INTERP
-                start, = struct.unpack_from("<Q", head, offset + 8)  # p_offset
-                size, = struct.unpack_from("<Q", head, offset + 32)  # p_filesz
-                interpreter = head[start:start + size].rstrip(b"\0")
-                break
-    if interpreter and not os.path.exists(os.fsdecode(interpreter)):
-        raise ExecError(f'exec: "{name}": no such file or directory')
-
-
-def _text(err: OSError) -> str:
-    return (err.strerror or str(err)).lower()
+            raise ExecError(f'exec: "{self.args[0]}": {program.text(err)}') from err
 
 
 def _setgroups_denied() -> bool:

@@ -12,7 +12,7 @@ import pytest
 
 from ocirt.errors import ExecError
 from ocirt.linux import trampoline
-from ocirt.linux.process import _check_interpreter
+from ocirt.linux.program import check_interpreter as _check_interpreter
 
 pytestmark = pytest.mark.skipif(os.uname().machine != "x86_64",
                                 reason="the trampoline is written for x86_64")

@@ -34,3 +34,17 @@ def test_unexpected_and_error_messages() -> None:
             parent.expect("pid", "forking")
     finally:
         parent.close()
+
+
+def test_an_error_sent_before_the_peer_exits_with_our_message_unread_is_read() -> None:
+    """A child that fails before it reads "go" closes with "go" unread: the kernel reports
+    ECONNRESET to the parent once, before the child's error, which must still come through."""
+    parent, child = Channel.pair()
+    try:
+        child.send("error", msg="joining the cgroup: EINVAL")
+        parent.send("go")  # never read
+        child.close()
+        with pytest.raises(OcirtError, match="joining the cgroup: EINVAL"):
+            parent.expect("pid", "exec: forking the process")
+    finally:
+        parent.close()

@@ -204,7 +204,7 @@ def test_errno_text_is_formatted_in_one_place() -> None:
         "errors.py",  # the one shape
         "config/load.py",  # already names the errno, with the bundle's access hint
         "linux/cgroups/files.py",  # CgroupError: the file, the field and the errno name
-        "linux/process.py",  # exec's errors, worded as runc's for managers to match
+        "linux/program.py",  # exec's errors, worded as runc's for managers to match
     }
     offences = []
     for path in _modules_outside_the_binding_layer():

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from ocirt.linux.cgroups.discovery import Hierarchy
-    from ocirt.linux.plan import Step
+    from ocirt.linux.plan import Note, Step
 
 # driver name -> the module that holds its class (``DRIVER_CLASS``), imported on demand
 MODULES = {"cgroupfs": "ocirt.linux.cgroups.fs", "systemd": "ocirt.linux.cgroups.systemd",
@@ -47,7 +47,7 @@ class CgroupDriver:
         return any(h.version == 2 for h in self.hierarchies)
 
     def steps(self, resources: dict[str, Any], devices: list[dict[str, Any]] | None = None
-              ) -> list[Step]:
+              ) -> list[Step | Note]:
         """What ``create`` does before it forks, as plan steps."""
         raise NotImplementedError
 

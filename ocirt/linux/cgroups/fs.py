@@ -25,7 +25,7 @@ from ocirt.errors import ConfigError, OcirtError, SyscallError, UnsupportedError
 from ocirt.linux.cgroups.discovery import V2_NAMES, Hierarchy
 from ocirt.linux.cgroups.driver import CgroupDriver
 from ocirt.linux.cgroups.files import CgroupError, read_text, write_file
-from ocirt.linux.plan import Step
+from ocirt.linux.plan import Note, Step
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -119,15 +119,16 @@ class Manager(CgroupDriver):
         return result
 
     def steps(self, resources: dict[str, Any], devices: list[dict[str, Any]] | None = None
-              ) -> list[Step]:
+              ) -> list[Step | Note]:
         """mkdir (and join checks) in every hierarchy, then every write, as plan steps."""
         planned = self.ops(resources, devices)
         needed: dict[str, set[str]] = {}
         for hierarchy, op in planned:
             needed.setdefault(hierarchy.name, set()).add(op.controller)
-        steps = [Step(f"mkdir {self.dirs[h.name]}",
-                      partial(self._make, h, frozenset(needed.get(h.name, ()))))
-                 for h in self.hierarchies]
+        steps: list[Step | Note] = [Step(f"mkdir {self.dirs[h.name]}",
+                                         partial(self._make, h,
+                                                 frozenset(needed.get(h.name, ()))))
+                                    for h in self.hierarchies]
         for hierarchy, op in planned:
             directory = self.dirs[hierarchy.name]
             steps.append(Step(op.describe(directory), partial(op.apply, directory)))

@@ -21,7 +21,7 @@ from ocirt.errors import ConfigError, UnsupportedError
 from ocirt.linux.cgroups.discovery import Hierarchy, own_paths
 from ocirt.linux.cgroups.driver import CgroupDriver
 from ocirt.linux.cgroups.fs import Manager
-from ocirt.linux.plan import Step
+from ocirt.linux.plan import Note, Step
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -58,9 +58,9 @@ class NoneManager(CgroupDriver):
         return None
 
     def steps(self, resources: dict[str, Any], devices: list[dict[str, Any]] | None = None
-              ) -> list[Step]:
+              ) -> list[Step | Note]:
         check_no_limits(resources, self.reason)
-        return [Step(f"no cgroup: {WHY.format(where=self.reason)}", _noop)]
+        return [Note(f"no cgroup: {WHY.format(where=self.reason)}")]
 
     def update(self, resources: dict[str, Any]) -> None:
         raise self._refuse("update")
@@ -139,10 +139,6 @@ def pid_namespace_members(init_pid: int) -> list[int]:
             except OSError:
                 continue
     return sorted(found)
-
-
-def _noop() -> None:
-    pass
 
 
 def _own_dirs(hierarchies: list[Hierarchy], own_cgroups: str | None) -> dict[str, str]:

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
     from ocirt.linux.cgroups.dbus import Systemd
     from ocirt.linux.cgroups.ops import Op
-    from ocirt.linux.plan import Step
+    from ocirt.linux.plan import Note, Step
 
 
 def _bus(user: bool) -> Systemd:
@@ -85,7 +85,7 @@ class SystemdManager(Manager):
     # --- create ------------------------------------------------------------------------------
 
     def steps(self, resources: dict[str, Any], devices: list[dict[str, Any]] | None = None
-              ) -> list[Step]:
+              ) -> list[Step | Note]:
         """Nothing before the fork: the scope needs stage-1's PID. Everything is checked now
         (the properties and the files), so a bad config fails before anything exists."""
         self._resources, self._devices = resources, devices or []

@@ -1,0 +1,269 @@
+"""The phases of ``create``: every step of its three processes, in the order each runs them.
+
+``build`` turns a ``ContainerPlan`` into five phases: the runtime before it forks stage-1,
+stage-1, the runtime once stage-1 runs, init before it reports ready, and init on start.
+``create`` runs the runtime's, ``init.stage1`` and ``init.init`` the children's, each a loop
+over its phase; ``--explain`` prints the same phases. The sync exchanges are steps too, spoken
+through the role objects of ``protocol``; whether an optional exchange happens (the id maps,
+the network devices, the hooks) is decided here, once, for both sides.
+
+The steps are built before anything runs; what only exists later (the sync channel, the
+namespace fds, the pids) they read from ``Live`` when they run.
+"""
+
+from __future__ import annotations
+
+import os
+from _functools import partial  # functools.partial; functools imports collections (~2 ms)
+
+from ocirt.container import hooks, init_phases, protocol
+from ocirt.container.blocks import (
+    Joining,
+    dumpable,
+    flag_names,
+    hooks_text,
+    join_steps,
+    labelled,
+    not_dumpable,
+    runtime_steps,
+    unshare,
+)
+from ocirt.container.init import init, stage1
+from ocirt.container.state import Status
+from ocirt.container.sync import Channel, reap
+from ocirt.linux import affinity, namespaces, netdevices, uidmap
+from ocirt.linux import syscalls as sc
+from ocirt.linux.plan import Note, Phase, Step
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import _socket as socket
+    import signal
+
+    from ocirt.container.plan import ContainerPlan
+    from ocirt.container.state import ContainerState
+else:  # the C module under ``signal``: the same calls, int constants, no enum (~2.5 ms)
+    import _signal as signal
+
+
+class Live(Joining):
+    """What exists only once ``create`` runs: set by ``create`` and the fork steps."""
+
+    parent: protocol.Parent  # the runtime's end of the sync channel
+    stage1: protocol.Stage1  # the children's end
+    init: protocol.Init
+    child_end: Channel
+    listener: socket.socket | None  # the start socket (None: ``run`` in the foreground)
+    state: ContainerState  # for the hooks run by the runtime
+    phases: CreatePhases
+
+    def __init__(self) -> None:
+        self.ns_fds = []
+        self.in_cgroup2 = False
+        self.runtime_pid = os.getpid()
+        self.stage1_pid = self.init_pid = 0
+        self.release = -1  # stage-1's end of the pipe init waits on
+        self.relay_end: socket.socket | None = None  # a terminal without a console socket
+        self.terminal: int | None = None  # its pty master, received from init
+
+
+class CreatePhases:
+    def __init__(self, runtime: Phase, stage1: Phase, after_stage1: Phase, init: Phase,
+                 on_start: Phase) -> None:
+        self.runtime, self.stage1, self.after_stage1 = runtime, stage1, after_stage1
+        self.init, self.on_start = init, on_start
+
+    def all(self) -> list[Phase]:
+        """In the order they begin."""
+        return [self.runtime, self.stage1, self.after_stage1, self.init, self.on_start]
+
+
+def build(plan: ContainerPlan, live: Live) -> CreatePhases:
+    return CreatePhases(
+        Phase("runtime", "before it forks stage-1", [
+            *runtime_steps(),
+            *labelled(plan.cgroup_steps, "cgroups: make, write limits"),
+            *(Step(m.describe(), m.prepare, "idmapped mounts") for m in plan.idmapped),
+            Step("fork stage-1 (born in the container's cgroup2 directory where the kernel "
+                 "lets it)", partial(_fork_stage1, plan, live), "fork stage-1")]),
+        Phase("stage-1", "in the new namespaces, forks init", _stage1_items(plan, live)),
+        Phase("runtime", "while stage-1 and init set up", _after_stage1_items(plan, live)),
+        Phase("init", "before it reports ready", init_phases.init_items(plan, live)),
+        Phase("init", "on start", init_phases.on_start_items(plan, live)))
+
+
+def _fork_stage1(plan: ContainerPlan, live: Live) -> None:
+    # Stage-1 is born in the cgroup2 directory (if any) and joins the v1 ones itself, first
+    # thing: moved by us through cgroup.procs it would wait ~10 ms for an RCU grace period.
+    pid, live.in_cgroup2 = plan.cgroup.fork_inside()
+    if pid == 0:
+        live.parent.channel.close()
+        stage1(plan, live.stage1, live.phases.stage1)
+    live.stage1_pid = pid
+    plan.cgroup.adopt(pid)  # systemd: the transient scope, with stage-1 in it
+    live.child_end.close()
+    if live.listener is not None:
+        live.listener.close()
+    if plan.console_sock is not None:
+        plan.console_sock.close()
+    namespaces.close_all(live.ns_fds)
+    for mapped in plan.idmapped:
+        mapped.close()
+
+
+def _stage1_items(plan: ContainerPlan, live: Live) -> list[Step | Note]:
+    ns, label = plan.namespaces, "namespaces: join, unshare"
+    items: list[Step | Note] = [
+        # A runtime killed before stage-1 is in the container's cgroup leaves nothing behind:
+        # stage-1 dies with it (and checks it did not die before the prctl).
+        Step("prctl(PR_SET_PDEATHSIG, SIGKILL); exit if the runtime has gone already",
+             partial(_die_with, live), "pdeathsig, dumpable"),
+        Step("prctl(PR_SET_DUMPABLE, 0)", not_dumpable, "pdeathsig, dumpable"),
+        # Into the cgroups before anything else (init inherits them), with the host's
+        # credentials; born in the v2 one where it could be (see Manager.fork_inside).
+        Step(f"join the container's cgroups ({plan.cgroup.kind} driver)",
+             lambda: plan.cgroup.join(live.in_cgroup2), "cgroups: join"),
+        Step("sched_setaffinity: every CPU (init never gets the runtime's CPU mask)",
+             partial(affinity.reset, 0), "cgroups: join")]
+    seccomp = plan.process.seccomp if plan.process is not None else None
+    if seccomp is not None and seccomp.notify:
+        items.append(Step(f"connect to the seccomp listener {seccomp.listener_path} (a host "
+                          "path)", seccomp.connect_listener, label))
+    new_user: list[Step | Note] = []
+    if ns.new_user:
+        # A runtime without root writes our maps (or has newuidmap write them) through our
+        # /proc files, which belong to root while we are not dumpable (runc does this).
+        if plan.unprivileged:
+            new_user.append(Step("prctl(PR_SET_DUMPABLE, 1) (the runtime writes the id maps "
+                                 "through our /proc files)", dumpable, label))
+        new_user += [Step("unshare(CLONE_NEWUSER)", partial(unshare, sc.CLONE_NEWUSER), label),
+                     Step('sync: {"userns"} to the runtime, wait for {"mapped"}',
+                          lambda: live.stage1.request_mapping(), label)]
+        if plan.unprivileged:
+            new_user.append(Step("prctl(PR_SET_DUMPABLE, 0)", not_dumpable, label))
+    items += join_steps(ns.ordered_joins(), live, new_user, ns.has("user"), label)
+    early = [kind for kind in ns.create if kind not in ("user", "cgroup")]
+    if early:
+        flags = ns.unshare_flags() & ~sc.CLONE_NEWCGROUP
+        items.append(Step(f"unshare({flag_names(early)})", partial(unshare, flags), label))
+    if plan.net_devices:  # the runtime moves them into our network namespace now
+        items += [Step("check the network device names are free in the new namespace",
+                       partial(netdevices.check_names_free, plan.net_devices), label),
+                  Step('sync: {"netns"} to the runtime', lambda: live.stage1.netns_ready(),
+                       label)]
+    items.append(Step('sync: wait for {"go"}', lambda: live.stage1.wait_for_go(),
+                      "sync wait: go"))
+    last = "cgroup namespace, fork init"
+    if "cgroup" in ns.create:  # its root is the cgroup just joined
+        items.append(Step("unshare(CLONE_NEWCGROUP)", partial(unshare, sc.CLONE_NEWCGROUP),
+                          last))
+    if ns.time_offsets:
+        text = "; ".join(f"{clock} {value.get('secs', 0)}s {value.get('nanosecs', 0)}ns"
+                         for clock, value in ns.time_offsets.items())
+        items.append(Step(f"write /proc/self/timens_offsets: {text} (before init enters the "
+                          "time namespace)", lambda: namespaces.write_time_offsets(
+                              ns.time_offsets), last))
+    # init speaks on the same channel: it starts only once its pid is sent, or a fast init's
+    # "ready" would reach the parent before the "pid" it waits for
+    return [*items,
+            Step("fork init (pid 1 of a new pid namespace; it waits on a pipe until its pid "
+                 "is sent)", partial(_fork_init, plan, live), last),
+            Step('sync: {"pid": <init>} to the runtime; release init',
+                 partial(_report_init, live), "sync: pid")]
+
+
+def _die_with(live: Live) -> None:
+    sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != live.runtime_pid:
+        os._exit(1)
+
+
+def _fork_init(plan: ContainerPlan, live: Live) -> None:
+    gate, release = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(release)
+        if os.read(gate, 1) != b"1":  # stage-1 failed before it sent the pid
+            os._exit(1)
+        os.close(gate)
+        init(plan, live.init, live.phases.init, live.phases.on_start)
+    os.close(gate)
+    live.init_pid, live.release = pid, release
+
+
+def _report_init(live: Live) -> None:
+    live.stage1.report_pid(live.init_pid)
+    os.write(live.release, b"1")
+
+
+def _after_stage1_items(plan: ContainerPlan, live: Live) -> list[Step | Note]:
+    items: list[Step | Note] = []
+    linux = plan.config.get("linux") or {}
+    if plan.namespaces.new_user:
+        label = "sync wait: user namespace; uid and gid maps"
+        items += [Step('sync: wait for {"userns"}', lambda: live.parent.wait_for_userns(),
+                       label),
+                  Step(f"id maps of stage-1: {uidmap.describe(linux)}",
+                       lambda: uidmap.write(live.stage1_pid, linux), label),
+                  Step('sync: {"mapped"} to stage-1', lambda: live.parent.mapping_written(),
+                       label)]
+    if plan.net_devices:
+        label = "sync wait: network namespace; network devices"
+        items.append(Step('sync: wait for {"netns"}', lambda: live.parent.wait_for_netns(),
+                          label))
+        planned = netdevices.move_steps(plan.net_devices, "/proc/<stage-1>/ns/net")
+        items += [Step(step.text, partial(_move_device, plan, live, index), label)
+                  for index, step in enumerate(planned)]
+    label = "sync wait: stage-1 joins the cgroups, makes namespaces, forks init"
+    items += [Step('sync: {"go"} to stage-1', lambda: live.parent.go(), label),
+              Step('sync: wait for {"pid"} (init\'s, as the host sees it)',
+                   partial(_wait_for_pid, live), label)]
+    if plan.runtime_hooks:
+        label = "sync wait and prestart, createRuntime hooks"
+        items += [Step('sync: wait for {"hooks"}', lambda: live.parent.wait_for_hooks(), label),
+                  Step(hooks_text(plan.config, "prestart") + " (state: created, as crun and the "
+                       "conformance suite expect)", partial(_runtime_hooks, plan, live), label),
+                  Step('sync: {"hooks-done"} to init', lambda: live.parent.hooks_done(), label)]
+    label = "sync wait: init sets up the container"
+    items.append(Step('sync: wait for {"ready"}', lambda: live.parent.wait_for_ready(), label))
+    if plan.terminal and not plan.options.console_socket:  # `run` in the foreground
+        items.append(Step("receive the pty master from init", partial(_receive_pty, live),
+                          label))
+    # Reaped only now: its exit overlapped init's work (init was ours from that exit on).
+    return [*items, Step("reap stage-1 (it exited once init's pid was sent)",
+                         partial(_reap_stage1, live), "reap stage-1")]
+
+
+def _receive_pty(live: Live) -> None:
+    from ocirt.linux import console  # loaded by create, before the fork
+
+    assert live.relay_end is not None
+    live.terminal = console.recv_fd(live.relay_end)
+
+
+def _reap_stage1(live: Live) -> None:
+    reap(live.stage1_pid)
+    live.stage1_pid = 0
+
+
+def _move_device(plan: ContainerPlan, live: Live, index: int) -> None:
+    netdevices.move_steps(plan.net_devices, f"/proc/{live.stage1_pid}/ns/net")[index].action()
+
+
+def _wait_for_pid(live: Live) -> None:
+    live.init_pid = live.state.pid = live.parent.wait_for_pid()
+
+
+def _runtime_hooks(plan: ContainerPlan, live: Live) -> None:
+    # prestart gets "created", as crun and the conformance suite expect; createRuntime runs
+    # while the container is still being created.
+    hooks.run_hooks(plan.config, "prestart", live.state.hook_document(Status.CREATED))
+    hooks.run_hooks(plan.config, "createRuntime", live.state.hook_document(Status.CREATING))
+
+
+def explain(plan: ContainerPlan) -> str:
+    lines = [f"plan for container {plan.container_id} (bundle {plan.bundle})"]
+    for phase in build(plan, Live()).all():
+        lines += phase.explain()
+    return "\n".join(lines)
+
