@@ -189,3 +189,18 @@ def test_no_user_bus_is_one_clear_line(urt, rootless_user, user_bus):
     else:
         assert "dbus" in result.stderr.lower(), result
     assert urt.left() == [] or not os.listdir(urt.root)
+
+
+def test_without_systemd_is_one_clear_line(urt, rootless_user):
+    """On a host without systemd running (this development host), a rootless
+    --systemd-cgroup fails at once with one line, leaving nothing."""
+    if _systemd_on_v2():
+        pytest.skip("systemd runs here; the other tests cover it")
+    cid = urt.new_id("sdnone")
+    config = _config(urt, rootless_user, ["true"], f"user.slice:rl:{cid}")
+    result = urt.fails("--systemd-cgroup", "run", "--bundle", str(urt.bundle(config)), cid)
+    assert "systemd" in result.stderr, result
+    if IS_OCIRT:
+        assert "systemd is not running" in result.stderr, result
+        assert len(result.stderr.strip().splitlines()) == 1, result
+    assert urt.left() == []

@@ -12,6 +12,7 @@ import threading
 
 import pytest
 
+from ocirt.errors import ConfigError, UnsupportedError
 from ocirt.linux.cgroups import dbus
 
 
@@ -73,3 +74,41 @@ def test_external_auth_sends_no_uid_and_a_refusal_is_one_line(monkeypatch, tmp_p
     text = str(caught.value)
     assert "\n" not in text
     assert "cannot connect to the user's bus" in text and "REJECTED EXTERNAL" in text
+
+
+def _user_manager():
+    from ocirt.linux.cgroups.discovery import Hierarchy
+    from ocirt.linux.cgroups.systemd import SystemdManager
+
+    base = "/sys/fs/cgroup/user.slice/user-1001.slice/user@1001.service"
+    delegated = Hierarchy(2, "/sys/fs/cgroup", frozenset({"cpu", "memory", "pids"}), base)
+    return SystemdManager([delegated], "user.slice:p:c1", "user.slice", "p-c1.scope", True,
+                          f"{base}/user.slice/p-c1.scope")
+
+
+def test_rootless_limits_need_a_delegated_controller():
+    """A limit on a controller the user's systemd is not delegated is refused at planning,
+    before any unit exists, naming the field and what is delegated; the rest is planned."""
+    manager = _user_manager()
+    assert manager.steps({"memory": {"limit": 1 << 26}, "pids": {"limit": 9},
+                          "cpu": {"quota": 50000, "period": 100000}}) == []
+    with pytest.raises(UnsupportedError) as caught:
+        manager.steps({"blockIO": {"weight": 500}})
+    text = str(caught.value)
+    assert "blockIO" in text and "io" in text and "cpu memory pids" in text
+    assert "user@1001.service" in text and "\n" not in text
+
+
+def test_rootless_sends_no_device_rules():
+    """A user's manager cannot program devices, nor can a user attach a BPF filter: no
+    DevicePolicy/DeviceAllow, no device op; a deny of every device (podman's default) is
+    accepted, a narrower deny is an error naming the rule."""
+    manager = _user_manager()
+    deny_all = {"devices": [{"allow": False, "access": "rwm"}], "memory": {"limit": 1 << 26}}
+    manager.steps(deny_all, [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}])
+    names = [name for name, _ in manager._properties(252, pid=42)]
+    assert "DevicePolicy" not in names and "DeviceAllow" not in names
+    assert ("PIDs", ("au", [42])) in manager._properties(252, pid=42)
+    assert not any(op.controller == "devices" for _, op in manager._planned)
+    with pytest.raises(ConfigError, match=r"devices\[0\]"):
+        manager.steps({"devices": [{"allow": False, "type": "c", "major": 1, "minor": 3}]})
