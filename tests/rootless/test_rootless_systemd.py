@@ -144,6 +144,25 @@ def test_default_path_is_user_slice(surt, rootless_user):
              what="the scope's cgroup to be removed")
 
 
+def test_bus_found_in_xdg_runtime_dir(urt, rootless_user, user_bus):
+    """Without DBUS_SESSION_BUS_ADDRESS the bus is $XDG_RUNTIME_DIR/bus (the user's
+    /run/user/UID here; the state stays in the test's own root, given with --root)."""
+    cid = urt.new_id("sdxdg")
+    config = _config(urt, rootless_user, ["sleep", "60"], f"user.slice:rl:{cid}",
+                     {"memory": {"limit": 48 << 20}})
+    root = ("--root", str(urt.root), "--systemd-cgroup")
+    urt.env = {"XDG_RUNTIME_DIR": f"/run/user/{rootless_user.uid}"}
+    try:
+        urt.ok(*root, "run", "-d", "--bundle", str(urt.bundle(config)), cid)
+        scope = CGROUP2 / _manager_cgroup(rootless_user.uid).lstrip("/") / "user.slice" / (
+            f"rl-{cid}.scope")
+        assert (scope / "memory.max").read_text().strip() == str(48 << 20)
+        urt.ok(*root, "delete", "--force", cid)
+        wait_for(lambda: not scope.exists(), 10.0, what=f"{scope} to be removed")
+    finally:
+        urt.env = {}
+
+
 def test_failed_create_leaves_no_unit(surt, rootless_user):
     """A create that fails after the scope was started (no such program) leaves no scope."""
     cid = surt.new_id("sdfail")
