@@ -43,8 +43,13 @@ fi
 # --- rootless: the user tests/rootless uses, lingering, with subordinate ids ---------------
 RL=ocirt-rootless-test
 lingering_user() {
-    id "$RL" >/dev/null 2>&1 || useradd --create-home --home-dir "$W/home-$RL" --shell /bin/sh "$RL" \
-        || return 1
+    # The host's own user of that name (a rootless test session running there) shows through
+    # the overlay, with no home: either way the guest's user gets a home on the guest's tmpfs,
+    # and /etc/passwd, subuid and subgid are copied up, so that no later change on the host
+    # (its session removing the user) reaches the guest.
+    id "$RL" >/dev/null 2>&1 || useradd --no-create-home --shell /bin/sh "$RL" || return 1
+    mkdir -p "$W/home-$RL" && usermod --home "$W/home-$RL" "$RL" \
+        && chown "$RL:$(id -gn "$RL")" "$W/home-$RL" && touch /etc/subuid /etc/subgid || return 1
     grep -q "^$RL:" /etc/subuid || usermod --add-subuids 200000-265535 --add-subgids 200000-265535 "$RL" \
         || return 1
     loginctl enable-linger "$RL" || return 1
