@@ -18,10 +18,12 @@ import time
 from collections import deque
 
 from jeepney import DBusAddress, DBusErrorResponse, MatchRule, Properties, new_method_call
+from jeepney.bus import get_bus
 from jeepney.bus_messages import message_bus
 from jeepney.io.blocking import DBusConnection, Proxy, open_dbus_connection
 
 from ocirt.errors import OcirtError
+from ocirt.identity import host_uid
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -48,8 +50,6 @@ def user_bus_address() -> str:
     address = os.environ.get("DBUS_SESSION_BUS_ADDRESS")
     if address:
         return address
-    from ocirt.linux.rootless import host_uid
-
     uid = host_uid()
     runtime_dir = os.environ.get("XDG_RUNTIME_DIR") or f"/run/user/{uid}"
     path = f"{runtime_dir}/bus"
@@ -77,8 +77,6 @@ def _open_user_bus(address: str) -> DBusConnection:
     sd-bus does): the bus takes our uid from the socket's peer credentials, which the kernel
     gives as the bus sees them. jeepney would send our euid, which is 0 when rootless podman
     runs us as root of its user namespace, and the user's bus refuses that."""
-    from jeepney.bus import get_bus
-
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     sock.settimeout(AUTH_TIMEOUT)
     try:

@@ -30,11 +30,12 @@ import errno
 import os
 
 from ocirt.errors import OcirtError, UnsupportedError
+from ocirt.identity import running_rootless
 from ocirt.linux.cgroups import sdprops
 from ocirt.linux.cgroups.discovery import Hierarchy, discover, pure_v2
 from ocirt.linux.cgroups.files import CgroupError, read_file, read_text
 from ocirt.linux.cgroups.fs import Manager
-from ocirt.linux.rootless import running_rootless
+from ocirt.linux.cgroups.none import check_device_rules
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -102,8 +103,6 @@ class SystemdManager(Manager):
         (the properties and the files), so a bad config fails before anything exists."""
         self._resources, self._devices = resources, devices or []
         if self.user:
-            from ocirt.linux.cgroups.none import check_device_rules
-
             check_device_rules(resources.get("devices") or [], "a rootless runtime cannot "
                                "program the device cgroup (it needs BPF rights)")
         try:
