@@ -6,13 +6,18 @@
 #      update, pause, delete, a failed create) and tests/integration/test_apparmor.py;
 #   2. guest/managers-systemd.sh: root podman with its defaults (systemd cgroup manager, its
 #      default AppArmor profile) and containerd (ctr, the runc shim with the systemd cgroup
-#      driver, a kubelet-style cgroupsPath) driving the runtime.
+#      driver, a kubelet-style cgroupsPath) driving the runtime;
+#   3. rootless, as a lingering user made in the guest (its own systemd, user@UID.service):
+#      tests/rootless/test_rootless_systemd.py (--systemd-cgroup on the user's bus) and
+#      guest/podman-rootless.sh (rootless podman with its defaults, limits in the user's scope).
 # One VM boot for the whole group (~10 s of boot under TCG; see the time printed at the end).
 #
 #   sudo bash scripts/vm/systemd-tests.sh [PYTEST ARGS...]
 #
-# Needs (installed by setup.sh and tests/managers/install.sh): qemu, the kernel, systemd and
-# dbus, apparmor, podman with conmon, containerd, runc. Env: OCIRT_VM_TIMEOUT (default 2700).
+# Needs (installed by setup.sh, tests/managers/install.sh and here): qemu, the kernel, systemd
+# and dbus, apparmor, podman with conmon, containerd, runc; for rootless uidmap (newuidmap) and
+# dbus-user-session (the user's bus). Env: OCIRT_VM_TIMEOUT (default 2700); LANE_ONLY=rootless
+# runs the rootless groups only.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$repo"
@@ -20,6 +25,14 @@ cd "$repo"
 VENV=${OCIRT_VENV:-/opt/ocirt/venv}
 bash scripts/vm/setup.sh </dev/null
 bash tests/managers/install.sh podman containerd </dev/null >/dev/null
+need=()
+command -v newuidmap >/dev/null && command -v newgidmap >/dev/null || need+=(uidmap)
+[[ -e /usr/lib/systemd/user/dbus.socket ]] || need+=(dbus-user-session)
+if [[ ${#need[@]} -gt 0 ]]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get -q update </dev/null >/dev/null
+    apt-get install -y -q -o Dpkg::Use-Pty=0 --no-install-recommends "${need[@]}" </dev/null >/dev/null
+fi
 [[ -x /lib/systemd/systemd ]] || { echo "systemd-tests: systemd is not installed" >&2; exit 1; }
 started=$(date +%s)
 rc=0

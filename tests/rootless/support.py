@@ -235,12 +235,13 @@ class UserRuntime(RuntimeCalls):
         self.root = space.runtime_dir / RUNTIME_NAME  # runc's rule: $XDG_RUNTIME_DIR/<name>
         self.ids: list[str] = []
         self.cgroups: list[str] = []  # cgroup.procs files every command starts in
+        self.env: dict[str, str] = {}  # more environment for every command (a bus address)
 
     def __call__(self, *args: str, timeout: float = 20, cwd: Path | None = None,
                  global_opts: Sequence[str] = (), stdin: Any = subprocess.DEVNULL) -> Result:
         return run_as_user(self.user, self.space, [*self.command, *global_opts, *args],
                            self.token, timeout=timeout, cwd=cwd, stdin=stdin,
-                           cgroups=self.cgroups)
+                           extra_env=self.env, cgroups=self.cgroups)
 
     def wait_status(self, container_id: str, status: str, timeout: float = 5.0) -> None:
         wait_for(lambda: self.state(container_id)["status"] == status, timeout,

@@ -13,14 +13,17 @@ result (``done``, ``failed``, ``canceled``, ``timeout``, ``dependency``, ``skipp
 from __future__ import annotations
 
 import os
+import socket
 import time
 from collections import deque
 
 from jeepney import DBusAddress, DBusErrorResponse, MatchRule, Properties, new_method_call
+from jeepney.bus import get_bus
 from jeepney.bus_messages import message_bus
 from jeepney.io.blocking import DBusConnection, Proxy, open_dbus_connection
 
 from ocirt.errors import OcirtError
+from ocirt.identity import host_uid
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
 MANAGER = DBusAddress("/org/freedesktop/systemd1", bus_name="org.freedesktop.systemd1",
                       interface="org.freedesktop.systemd1.Manager")
 TIMEOUT = 30.0  # as runc waits for a job
+AUTH_TIMEOUT = 5.0
 
 
 class SystemdError(OcirtError):
@@ -40,12 +44,56 @@ class SystemdError(OcirtError):
 
 
 def user_bus_address() -> str:
-    """The calling user's own bus: $DBUS_SESSION_BUS_ADDRESS, else $XDG_RUNTIME_DIR/bus."""
+    """The calling user's own bus, as runc finds it: $DBUS_SESSION_BUS_ADDRESS, else
+    ``unix:path=$XDG_RUNTIME_DIR/bus`` when that socket exists. Otherwise a one-line error: a
+    rootless ``--systemd-cgroup`` needs the user's systemd (user@UID.service) and its bus."""
     address = os.environ.get("DBUS_SESSION_BUS_ADDRESS")
     if address:
         return address
-    runtime_dir = os.environ.get("XDG_RUNTIME_DIR") or f"/run/user/{os.geteuid()}"
-    return f"unix:path={runtime_dir}/bus"
+    uid = host_uid()
+    runtime_dir = os.environ.get("XDG_RUNTIME_DIR") or f"/run/user/{uid}"
+    path = f"{runtime_dir}/bus"
+    if not os.path.exists(path):
+        raise SystemdError(
+            f"systemd: no user bus for uid {uid}: DBUS_SESSION_BUS_ADDRESS is unset and "
+            f"{path} does not exist; a rootless --systemd-cgroup needs the user's systemd "
+            f"(user@{uid}.service: log in, or `loginctl enable-linger`) and its D-Bus "
+            "(Debian: dbus-user-session)")
+    return f"unix:path={path}"
+
+
+def _read_line(sock: socket.socket) -> bytes:
+    line = b""
+    while not line.endswith(b"\r\n"):
+        chunk = sock.recv(1)
+        if not chunk:
+            raise ConnectionError("the bus closed the connection while authenticating")
+        line += chunk
+    return line[:-2]
+
+
+def _open_user_bus(address: str) -> DBusConnection:
+    """A connection to the user's bus. EXTERNAL authentication without an identity (as
+    sd-bus does): the bus takes our uid from the socket's peer credentials, which the kernel
+    gives as the bus sees them. jeepney would send our euid, which is 0 when rootless podman
+    runs us as root of its user namespace, and the user's bus refuses that."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    sock.settimeout(AUTH_TIMEOUT)
+    try:
+        sock.connect(get_bus(address))
+        sock.sendall(b"\0AUTH EXTERNAL\r\n")
+        line = _read_line(sock)
+        if line == b"DATA" or line.startswith(b"DATA "):
+            sock.sendall(b"DATA\r\n")
+            line = _read_line(sock)
+        if not line.startswith(b"OK "):
+            said = line.decode(errors="replace")
+            raise ConnectionError(f"EXTERNAL authentication refused ({said})")
+        sock.sendall(b"BEGIN\r\n")
+        return DBusConnection(sock)
+    except BaseException:
+        sock.close()
+        raise
 
 
 class Systemd:
@@ -55,11 +103,15 @@ class Systemd:
         self.user = user
         where = user_bus_address() if user else "SYSTEM"
         try:
-            self.conn: DBusConnection = open_dbus_connection(where)
+            self.conn: DBusConnection = (_open_user_bus(where) if user
+                                         else open_dbus_connection(where))
         except (OSError, ValueError, KeyError) as err:
-            bus = f"the user's bus ({where})" if user else "the system bus"
-            raise SystemdError(f"systemd: cannot connect to {bus}: {err} (is systemd "
-                               "running, with dbus?)") from err
+            if user:
+                raise SystemdError(f"systemd: cannot connect to the user's bus ({where}): "
+                                   f"{err} (is the user's systemd, user@UID.service, running "
+                                   "with its D-Bus?)") from err
+            raise SystemdError(f"systemd: cannot connect to the system bus: {err} (is "
+                               "systemd running, with dbus?)") from err
         # Every JobRemoved, unbounded: a scope in a new slice makes several jobs, and the one
         # waited for must not be pushed out by the others.
         self._jobs: deque[Any] = deque()
@@ -182,6 +234,11 @@ class Systemd:
                        ) -> None:
         if properties:
             self.call("SetUnitProperties", "sba(sv)", (unit, True, properties), unit)
+
+    def attach(self, unit: str, pid: int) -> None:
+        """AttachProcessesToUnit: move ``pid`` into the unit's cgroup (systemd 238+). A user's
+        manager asks the system's to do it when the process sits outside its subtree."""
+        self.call("AttachProcessesToUnit", "ssau", (unit, "/", [pid]), unit)
 
     def unit_active(self, unit: str) -> bool:
         """Is ``unit`` loaded (in any state but gone)?"""

@@ -166,14 +166,14 @@ def check_no_limits(resources: dict[str, Any], reason: str) -> None:
     why = WHY.format(where=reason)
     for group in ops.GROUPS:
         if group == "devices":
-            _check_device_rules(resources.get("devices") or [], why)
+            check_device_rules(resources.get("devices") or [], why)
         elif ops.controllers_for(group, resources, None, False):
             raise ConfigError(f"$.linux.resources.{ops.FIELD[group]}", f"a limit, but {why}")
     for key in resources.get("unified") or {}:
         raise ConfigError(f"$.linux.resources.unified[{key!r}]", f"a cgroup file, but {why}")
 
 
-def _check_device_rules(rules: list[dict[str, Any]], why: str) -> None:
+def check_device_rules(rules: list[dict[str, Any]], why: str) -> None:
     """Allow rules grant nothing a user namespace does not already give (its device nodes are
     the host's, bound with the host's permissions, and mknod is refused), and denying every
     device is what a user namespace does anyway; a narrower deny needs a device cgroup."""
@@ -206,12 +206,12 @@ def choose(manager: Manager, rootless: bool, resources: dict[str, Any] | None = 
     """The ordinary manager, unless a rootless runtime may not write its cgroups. In a cgroup
     delegated to the user, limits work but the device controller cannot be programmed without
     root: its rules are held to what a user namespace enforces anyway (see
-    ``_check_device_rules``)."""
+    ``check_device_rules``)."""
     if not rootless:
         return manager
     denied = writable(manager)
     if denied is None:
-        _check_device_rules((resources or {}).get("devices") or [],
+        check_device_rules((resources or {}).get("devices") or [],
                             "a rootless runtime cannot program the device cgroup (it needs "
                             "CAP_SYS_ADMIN on cgroup v1, BPF rights on v2)")
         manager.device_cgroup = False

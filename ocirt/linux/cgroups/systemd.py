@@ -12,18 +12,30 @@ systemd rounds), and the BPF device filter is attached. ``update`` sets the unit
 failed, so no unit is left. Pause, resume, ps, kill --all and events work on the scope's cgroup
 as on any v2 cgroup (inherited from the cgroupfs ``Manager``).
 
-A rootless container talks to the user's own systemd (its bus: $DBUS_SESSION_BUS_ADDRESS or
-$XDG_RUNTIME_DIR/bus); its slice lives under that manager's cgroup (user@UID.service).
+A rootless runtime (an ordinary user, or root of rootless podman's user namespace) talks to
+the user's own systemd, as runc does: its bus ($DBUS_SESSION_BUS_ADDRESS, else
+$XDG_RUNTIME_DIR/bus), the slice (``user.slice`` by default) under that manager's cgroup
+(``/user.slice/user-UID.slice/user@UID.service``). Only the controllers systemd delegates to the
+user (that cgroup's ``cgroup.controllers``, usually ``cpu memory pids``) can hold limits; a limit
+needing another is an error before anything is made (runc fails writing its file). No device
+rules reach the user's manager or a BPF filter (a user cannot program either; the user namespace
+enforces them, as for the cgroupfs driver rootless: ``none.choose``). An exec from outside the
+user's subtree (a login session's scope, a system service) cannot write the scope's
+cgroup.procs; the user's manager is asked to AttachProcessesToUnit, as runc always does.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 
 from ocirt.errors import OcirtError, UnsupportedError
+from ocirt.identity import running_rootless
 from ocirt.linux.cgroups import sdprops
 from ocirt.linux.cgroups.discovery import Hierarchy, discover, pure_v2
+from ocirt.linux.cgroups.files import CgroupError, read_file, read_text
 from ocirt.linux.cgroups.fs import Manager
+from ocirt.linux.cgroups.none import check_device_rules
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -50,7 +62,7 @@ class SystemdManager(Manager):
         self.slice, self.unit, self.user = slice_name, unit, user
         self.dirs = {"unified": directory}
         self.created: list[str] = []
-        self.device_cgroup = True  # root only: ocirt's BPF filter is attached in the scope
+        self.device_cgroup = not user  # root only: ocirt's BPF filter in the scope
         self.started = False  # this object started the unit (or loaded an existing one)
         self.annotations = annotations or {}
         self._resources: dict[str, Any] = {}
@@ -67,12 +79,13 @@ class SystemdManager(Manager):
         if not pure_v2(hierarchies):
             raise UnsupportedError("--systemd-cgroup: ocirt's systemd driver needs a pure "
                                    "cgroup v2 host (this one has cgroup v1 hierarchies)")
-        user = os.geteuid() != 0
+        user = running_rootless()
         slice_name, unit = sdprops.parse_path(cgroups_path, container_id, user)
         base = ""
         if user:  # the user manager's cgroup: /user.slice/user-1000.slice/user@1000.service
             with _bus(True) as bus:
                 base = str(bus.manager_property("ControlGroup")).rstrip("/")
+            hierarchies = [_delegated(hierarchies[0], base)]
         directory = (hierarchies[0].mountpoint + base + sdprops.expand_slice(slice_name)
                      ).rstrip("/") + "/" + unit
         return cls(hierarchies, cgroups_path or f":ocirt:{container_id}", slice_name, unit,
@@ -89,7 +102,19 @@ class SystemdManager(Manager):
         """Nothing before the fork: the scope needs stage-1's PID. Everything is checked now
         (the properties and the files), so a bad config fails before anything exists."""
         self._resources, self._devices = resources, devices or []
-        self._planned = self.ops(resources, devices)
+        if self.user:
+            check_device_rules(resources.get("devices") or [], "a rootless runtime cannot "
+                               "program the device cgroup (it needs BPF rights)")
+        try:
+            self._planned = self.ops(resources, devices)
+        except UnsupportedError as err:
+            if not self.user:
+                raise
+            offered = " ".join(sorted(self.hierarchies[0].controllers)) or "none"
+            raise UnsupportedError(f"{err}; rootless, the container's scope has only the "
+                                   "controllers the user's systemd is delegated "
+                                   f"({offered}: cgroup.controllers of "
+                                   f"{self.hierarchies[0].own_dir})") from None
         self._properties(version=1 << 16)
         return []
 
@@ -109,7 +134,8 @@ class SystemdManager(Manager):
         oom_group = str((self._resources.get("unified") or {}).get("memory.oom.group", ""))
         if oom_group in ("0", "1"):
             props.append(("OOMPolicy", ("s", "kill" if oom_group == "1" else "continue")))
-        props += sdprops.device_properties(self._resources.get("devices"), self._devices)
+        if not self.user:  # a user's manager cannot program devices either
+            props += sdprops.device_properties(self._resources.get("devices"), self._devices)
         props += sdprops.resource_properties(self._resources, version)
         return props
 
@@ -121,13 +147,30 @@ class SystemdManager(Manager):
         return os.fork(), False
 
     def join(self, in_v2: bool = False) -> None:
-        if self.started:  # exec: the scope's cgroup exists
+        if not self.started:
+            return
+        try:  # exec: the scope's cgroup exists
             super().join(in_v2)
+        except CgroupError as err:
+            # Rootless from outside the user's subtree: ``adopt`` asks systemd instead.
+            if not (self.user and err.errno in (errno.EACCES, errno.EPERM)):
+                raise
 
     def adopt(self, pid: int) -> None:
-        """create: start the transient scope with stage-1 in it (``add``)."""
+        """create: start the transient scope with stage-1 in it (``add``). exec, rootless:
+        where stage-1 could not move itself into the scope, the user's manager moves it
+        (stage-1 waits for the runtime's go after this)."""
         if not self.started:
             self.add(pid)
+        elif self.user and not self._holds(pid):
+            with _bus(True) as bus:
+                bus.attach(self.unit, pid)
+
+    def _holds(self, pid: int) -> bool:
+        text = read_text(f"/proc/{pid}/cgroup")
+        mountpoint = self.hierarchies[0].mountpoint
+        return any(line.startswith("0::") and mountpoint + line[3:] == self.directory
+                   for line in text.splitlines())
 
     def missing_dirs(self) -> list[str]:
         return []  # systemd makes (and removes) the scope's cgroup
@@ -195,6 +238,14 @@ class SystemdManager(Manager):
                       saved["dirs"]["unified"])
         manager.started = True
         return manager
+
+
+def _delegated(unified: Hierarchy, base: str) -> Hierarchy:
+    """The v2 hierarchy as the user's manager sees it: the controllers delegated to it (its
+    cgroup's cgroup.controllers), ``own_dir`` that cgroup."""
+    directory = unified.mountpoint + base
+    controllers = frozenset(read_file(os.path.join(directory, "cgroup.controllers")).split())
+    return Hierarchy(2, unified.mountpoint, controllers, directory)
 
 
 DRIVER_CLASS = SystemdManager
