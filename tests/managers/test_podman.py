@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import DEFAULT_CAPS, IMAGE, Podman, freezer_state, pid_alive, run_in_pty, wait_for
+from .helpers import DEFAULT_CAPS, IMAGE, freezer_state, pid_alive, run_in_pty, wait_for
+from .podman import Podman
 
 pytestmark = [
     pytest.mark.root,
