@@ -10,6 +10,8 @@ moment (runc's CVE-2024-45310, CVE-2025-31133, CVE-2025-52565, CVE-2026-41579):
   never followed.
 * ``open_beneath`` is stricter, for paths the runtime itself sets up (``/dev``): no symlink
   at all (``RESOLVE_NO_SYMLINKS``), optionally no mount crossing (``RESOLVE_NO_XDEV``).
+* openat2's EAGAIN (a rename or mount anywhere on the system while it resolved ``..``) is
+  retried ``OPENAT2_EAGAIN_RETRIES`` times, then reported naming the path.
 * Without openat2 (Linux < 5.6) both walk the path a component at a time with
   ``O_PATH|O_NOFOLLOW``, resolving symlinks themselves under the same rules.
 
