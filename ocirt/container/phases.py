@@ -151,18 +151,20 @@ def _stage1_items(plan: ContainerPlan, live: Live) -> list[Step | Note]:
                        partial(netdevices.check_names_free, plan.net_devices), label),
                   Step('sync: {"netns"} to the runtime', lambda: live.stage1.netns_ready(),
                        label)]
+    if ns.time_offsets:  # the runtime writes them before init, the first to enter, is forked
+        if plan.unprivileged:  # (the runtime's uid must own our /proc files, as for id maps)
+            items.append(Step("prctl(PR_SET_DUMPABLE, 1) (the runtime writes the clock "
+                              "offsets through our /proc files)", dumpable, label))
+        items.append(Step('sync: {"timens"} to the runtime, wait for {"offsets"}',
+                          lambda: live.stage1.request_time_offsets(), label))
+        if plan.unprivileged:
+            items.append(Step("prctl(PR_SET_DUMPABLE, 0)", not_dumpable, label))
     items.append(Step('sync: wait for {"go"}', lambda: live.stage1.wait_for_go(),
                       "sync wait: go"))
     last = "cgroup namespace, fork init"
     if "cgroup" in ns.create:  # its root is the cgroup just joined
         items.append(Step("unshare(CLONE_NEWCGROUP)", partial(unshare, sc.CLONE_NEWCGROUP),
                           last))
-    if ns.time_offsets:
-        text = "; ".join(f"{clock} {value.get('secs', 0)}s {value.get('nanosecs', 0)}ns"
-                         for clock, value in ns.time_offsets.items())
-        items.append(Step(f"write /proc/self/timens_offsets: {text} (before init enters the "
-                          "time namespace)", lambda: namespaces.write_time_offsets(
-                              ns.time_offsets), last))
     # init speaks on the same channel: it starts only once its pid is sent, or a fast init's
     # "ready" would reach the parent before the "pid" it waits for
     return [*items,
@@ -214,6 +216,18 @@ def _after_stage1_items(plan: ContainerPlan, live: Live) -> list[Step | Note]:
         planned = netdevices.move_steps(plan.net_devices, "/proc/<stage-1>/ns/net")
         items += [Step(step.text, partial(_move_device, plan, live, index), label)
                   for index, step in enumerate(planned)]
+    offsets = plan.namespaces.time_offsets
+    if offsets:
+        label = "sync wait: time namespace; clock offsets"
+        text = "; ".join(f"{clock} {value.get('secs', 0)}s {value.get('nanosecs', 0)}ns"
+                         for clock, value in offsets.items())
+        items += [Step('sync: wait for {"timens"}', lambda: live.parent.wait_for_timens(),
+                       label),
+                  Step(f"write /proc/<stage-1>/timens_offsets: {text} (before init enters "
+                       "the time namespace)",
+                       lambda: namespaces.write_time_offsets(live.stage1_pid, offsets), label),
+                  Step('sync: {"offsets"} to stage-1', lambda: live.parent.offsets_written(),
+                       label)]
     label = "sync wait: stage-1 joins the cgroups, makes namespaces, forks init"
     items += [Step('sync: {"go"} to stage-1', lambda: live.parent.go(), label),
               Step('sync: wait for {"pid"} (init\'s, as the host sees it)',

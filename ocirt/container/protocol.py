@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 USERNS = "userns"  # stage-1 has unshared its user namespace: write its id maps
 MAPPED = "mapped"  # the id maps are written
 NETNS = "netns"  # stage-1 has its network namespace: move the devices into it
+TIMENS = "timens"  # stage-1 has its time namespace: write its clock offsets
+OFFSETS = "offsets"  # the clock offsets are written
 GO = "go"  # stage-1 may go on (it is in its cgroups, its namespaces are set up)
 PID = "pid"  # stage-1 forked init (or the exec'd process): its pid as the host sees it
 HOOKS = "hooks"  # init is ready for the prestart and createRuntime hooks
@@ -45,6 +47,8 @@ CREATE = (
     (USERNS, "stage-1", "runtime", "a new user namespace"),
     (MAPPED, "runtime", "stage-1", "a new user namespace"),
     (NETNS, "stage-1", "runtime", "linux.netDevices"),
+    (TIMENS, "stage-1", "runtime", "linux.timeOffsets"),
+    (OFFSETS, "runtime", "stage-1", "linux.timeOffsets"),
     (GO, "runtime", "stage-1", "always"),
     (PID, "stage-1", "runtime", "always"),
     (HOOKS, "init", "runtime", "prestart or createRuntime hooks"),
@@ -75,6 +79,12 @@ class Parent:
 
     def wait_for_netns(self) -> None:
         self.channel.expect(NETNS, "creating the network namespace")
+
+    def wait_for_timens(self) -> None:
+        self.channel.expect(TIMENS, "creating the time namespace")
+
+    def offsets_written(self) -> None:
+        self.channel.send(OFFSETS)
 
     def go(self) -> None:
         self.channel.send(GO)
@@ -114,6 +124,10 @@ class Stage1:
 
     def netns_ready(self) -> None:
         self.channel.send(NETNS)
+
+    def request_time_offsets(self) -> None:
+        self.channel.send(TIMENS)
+        self.channel.expect(OFFSETS, self.what)
 
     def wait_for_go(self) -> None:
         self.channel.expect(GO, self.what)

@@ -105,14 +105,20 @@ def plan_namespaces(linux: dict[str, Any]) -> NamespacePlan:
     return plan
 
 
-def write_time_offsets(offsets: dict[str, dict[str, int]]) -> None:
-    """Set the clocks of the time namespace just made, before any process enters it."""
+def write_time_offsets(pid: int, offsets: dict[str, dict[str, int]]) -> None:
+    """Set the clocks of the time namespace ``pid`` just made, before any process enters it.
+
+    The runtime writes them, through the trusted procfs, as runc does: ``pid`` (stage-1) is not
+    dumpable, so its /proc files belong to host root, which a stage-1 inside a new user
+    namespace cannot open (EACCES); making it dumpable for the write instead would let any
+    process of the same host uid ptrace it while it holds host fds.
+    """
     text = "".join(f"{clock} {value.get('secs', 0)} {value.get('nanosecs', 0)}\n"
                    for clock, value in offsets.items())
     try:
-        procfs.write("self/timens_offsets", text)
+        procfs.write(f"{pid}/timens_offsets", text)
     except OSError as err:
-        raise SyscallError.of(f"write(/proc/self/timens_offsets, {text.strip()!r})", err,
+        raise SyscallError.of(f"write(/proc/{pid}/timens_offsets, {text.strip()!r})", err,
                               "setting the clocks of the time namespace ($.linux.timeOffsets)"
                               ) from err
 

@@ -10,6 +10,8 @@ moment (runc's CVE-2024-45310, CVE-2025-31133, CVE-2025-52565, CVE-2026-41579):
   never followed.
 * ``open_beneath`` is stricter, for paths the runtime itself sets up (``/dev``): no symlink
   at all (``RESOLVE_NO_SYMLINKS``), optionally no mount crossing (``RESOLVE_NO_XDEV``).
+* openat2's EAGAIN (a rename or mount anywhere on the system while it resolved ``..``) is
+  retried ``OPENAT2_EAGAIN_RETRIES`` times, then reported naming the path.
 * Without openat2 (Linux < 5.6) both walk the path a component at a time with
   ``O_PATH|O_NOFOLLOW``, resolving symlinks themselves under the same rules.
 
@@ -29,6 +31,13 @@ from ocirt.linux import syscalls as sc
 
 FORCE_WALK = False  # tests: take the component walk even where openat2 exists
 _MAX_LINKS = 40
+# openat2 with RESOLVE_IN_ROOT/RESOLVE_BENEATH fails with EAGAIN when a rename or a mount
+# happens anywhere on the system while it walks ".." (the kernel's mount/rename seqlock
+# check): spurious under load, or a second process trying to disturb the lookup. Retry a
+# bounded number of times, as pathrs-lite (runc's path library) does with 32; past that we
+# fail rather than fall back to the component walk, which an attacker able to keep renaming
+# would then pick for us.
+OPENAT2_EAGAIN_RETRIES = 32
 _O_PATH = os.O_PATH | os.O_CLOEXEC
 
 
@@ -48,12 +57,32 @@ def _open(dirfd: int, path: str, flags: int, resolve: int) -> int:
     global FORCE_WALK
     if not FORCE_WALK:
         try:
-            return sc.openat2(dirfd, path, flags, resolve)
+            return _openat2_retrying(dirfd, path, flags, resolve)
         except OSError as err:
             if err.errno != errno.ENOSYS:
                 raise
             FORCE_WALK = True
     return _walk(dirfd, path, flags, resolve)
+
+
+def _openat2_retrying(dirfd: int, path: str, flags: int, resolve: int) -> int:
+    """openat2, retried while a concurrent rename or mount makes it fail with EAGAIN."""
+    for _ in range(OPENAT2_EAGAIN_RETRIES):
+        try:
+            return sc.openat2(dirfd, path, flags, resolve)
+        except OSError as err:
+            if err.errno != errno.EAGAIN:
+                raise
+    try:
+        return sc.openat2(dirfd, path, flags, resolve)
+    except OSError as err:
+        if err.errno != errno.EAGAIN:
+            raise
+        raise SyscallError(
+            f"openat2({dirfd}, {path!r}, {flags:#x}, resolve={resolve:#x})", errno.EAGAIN,
+            f"resolving {path!r} inside the container",
+            f"still failing after {OPENAT2_EAGAIN_RETRIES} retries: renames or mounts "
+            "keep racing the lookup") from err
 
 
 def _walk(rootfd: int, path: str, flags: int, resolve: int) -> int:

@@ -2,27 +2,22 @@
 
 ``support`` and ``conftest`` give the runtime under test, configs and the host checks; this
 module adds what several feature files need on top: a container that runs, namespace and
-/proc/<pid>/status readings from outside, a subreaper caller, a console-socket listener and a
-pseudo-terminal driver.
+/proc/<pid>/status readings from outside, runtime calls in the background and a namespace of
+the tests' own for the runtime. A subreaper caller is in ``feature_subreaper``, the
+console-socket listener and the pseudo-terminal driver in ``feature_terminals``.
 """
 
 from __future__ import annotations
 
 import ctypes
-import json
 import os
-import pty
-import select
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
-from testkit import ConsoleSocket
 
 from .support import Runtime, parse_mountinfo_text, wait_for
 
@@ -222,183 +217,6 @@ def background(rt):
 def unquote(text):
     """runc logs through logrus, which escapes quotes: exec: \\"x\\" -> exec: "x"."""
     return text.replace('\\"', '"')
-
-
-# --- a subreaper caller -----------------------------------------------------------------------
-
-_SUBREAPER = r"""
-import ctypes, json, os, subprocess, sys, time
-libc = ctypes.CDLL(None, use_errno=True)
-assert libc.prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
-argv, pid_file, log, signum = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
-with open(log, "wb") as out:
-    rc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out).returncode
-result = {"rc": rc, "me": os.getpid()}
-if rc == 0:
-    pid = int(open(pid_file).read())
-    status = dict(line.split(":", 1) for line in open(f"/proc/{pid}/status"))
-    result.update(pid=pid, ppid=int(status["PPid"]), nspid=status["NSpid"].split(),
-                  ns={n: os.stat(f"/proc/{pid}/ns/{n}").st_ino
-                      for n in os.listdir(f"/proc/{pid}/ns") if not n.endswith("_for_children")},
-                  cgroup=open(f"/proc/{pid}/cgroup").read())
-    open(pid_file + ".seen", "w").close()  # the test may now let the process end
-    if signum:  # once the process has its handler (SigCgt), the signal lets it exit
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            caught = dict(line.split(":", 1) for line in open(f"/proc/{pid}/status"))["SigCgt"]
-            if int(caught, 16) & (1 << (signum - 1)):
-                break
-            time.sleep(0.01)
-        os.kill(pid, signum)
-    _, wstatus = os.waitpid(pid, 0)  # ours to reap: ECHILD if it were not our child
-    result["exit"] = os.waitstatus_to_exitcode(wstatus)
-print(json.dumps(result))
-"""
-
-
-class SubreaperCall:
-    """``argv`` (a runtime call that detaches a process and writes ``pid_file``) run by a child
-    that is a subreaper: it checks it became the process's parent, optionally sends it
-    ``signum``, and reaps it. ``finish`` returns {"rc", "me", "pid", "ppid", "nspid", "ns",
-    "cgroup", "exit"} (read while the process ran) and the runtime's output. ``seen`` tells
-    when those readings are taken and the process may end."""
-
-    def __init__(self, argv, pid_file, env, tmp_path, signum=0):
-        self.log = tmp_path / "subreaper.log"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", _SUBREAPER, json.dumps(argv), str(pid_file), str(self.log),
-             str(signum)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, env=env)
-        self.seen_file = Path(f"{pid_file}.seen")
-
-    def seen(self):
-        """Wait until the subreaper has read what it reports about the process."""
-        wait_for(lambda: self.seen_file.exists() or self.proc.poll() is not None,
-                 what="the subreaper to look at the process")
-
-    def finish(self, timeout=10):
-        try:
-            out, err = self.proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.communicate()
-            raise
-        assert self.proc.returncode == 0, (out, err)
-        return json.loads(out), self.log.read_text()
-
-    def close(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.communicate()
-
-
-def run_as_subreaper(argv, pid_file, env, tmp_path, signum=signal.SIGUSR1):
-    call = SubreaperCall(argv, pid_file, env, tmp_path, signum)
-    try:
-        return call.finish()
-    finally:
-        call.close()
-
-
-# --- terminals --------------------------------------------------------------------------------
-
-class ConsoleListener(ConsoleSocket):
-    """A ``--console-socket`` in a directory of its own, removed with it."""
-
-    def __init__(self):
-        # Short: the path of a unix socket may not exceed 107 bytes.
-        super().__init__(tempfile.mkdtemp(prefix="ocirt-cs-"))
-
-    def close(self):
-        super().close()
-        shutil.rmtree(self.directory, ignore_errors=True)
-
-
-def read_until(fd, marker, timeout=3.0):
-    """Read from a pty master until ``marker`` (bytes) shows up, or EOF/EIO; all of it."""
-    data = b""
-    deadline = time.monotonic() + timeout
-    while marker is None or marker not in data:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            pytest.fail(f"timed out waiting for {marker!r}; got {data!r}")
-        ready, _, _ = select.select([fd], [], [], left)
-        if not ready:
-            continue
-        try:
-            chunk = os.read(fd, 65536)
-        except OSError:  # EIO: every slave fd is closed
-            chunk = b""
-        if not chunk:
-            if marker is not None:
-                pytest.fail(f"end of terminal before {marker!r}; got {data!r}")
-            break
-        data += chunk
-    return data
-
-
-def read_to_end(fd, timeout=3.0):
-    return read_until(fd, None, timeout)
-
-
-class UnderPty:
-    """``argv`` run with a new pseudo-terminal as its stdin, stdout, stderr and controlling
-    terminal (pty.fork), as a user at a terminal would run it."""
-
-    def __init__(self, argv, env, rows=24, cols=80):
-        self.pid, self.master = pty.fork()
-        if self.pid == 0:
-            try:
-                import fcntl
-                import struct
-                import termios
-
-                fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-                os.execvpe(argv[0], argv, env)
-            finally:
-                os._exit(127)
-        self.status = None
-
-    def send(self, data):
-        os.write(self.master, data)
-
-    def wait(self, timeout=5.0):
-        """The exit status; the output left on the terminal is read (and returned) first."""
-        rest = read_to_end(self.master, timeout)
-        deadline = time.monotonic() + timeout
-        while self.status is None:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                self.status = os.waitstatus_to_exitcode(status)
-            elif time.monotonic() > deadline:
-                pytest.fail("the process under the pty did not exit")
-            else:
-                time.sleep(0.01)
-        return self.status, rest
-
-    def close(self):
-        if self.status is None:
-            try:
-                os.kill(self.pid, signal.SIGKILL)
-                os.waitpid(self.pid, 0)
-            except (ProcessLookupError, ChildProcessError):
-                pass
-        try:
-            os.close(self.master)
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-
-def wait_gone(pid, timeout=3.0):
-    from .support import pid_alive
-
-    wait_for(lambda: not pid_alive(pid), timeout, what=f"process {pid} to exit")
 
 
 # --- a namespace of the tests' own for the runtime ------------------------------------------

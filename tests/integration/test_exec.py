@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from . import feature_support
+from .feature_subreaper import run_as_subreaper
 from .feature_support import (
     NS_NAMES,
     ns_links,
-    run_as_subreaper,
     started,
     status_fields,
     status_of,

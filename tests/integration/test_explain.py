@@ -117,9 +117,13 @@ def test_time_offsets_after_the_unshare_that_makes_the_namespace(rt, make_config
     ran = _run_both(rt, bundle(config))
     stage1 = ran["stage-1, in the new namespaces, forks init"]
     unshare = next(i for i, text in enumerate(stage1) if "CLONE_NEWTIME" in text)
-    offsets = next(i for i, text in enumerate(stage1) if "timens_offsets" in text)
-    assert unshare < stage1.index('sync: wait for {"go"}') < offsets, stage1
-    assert stage1[offsets + 1].startswith("fork init"), stage1
+    request = stage1.index('sync: {"timens"} to the runtime, wait for {"offsets"}')
+    assert unshare < request < stage1.index('sync: wait for {"go"}'), stage1
+    runtime = ran["runtime, while stage-1 and init set up"]
+    written = runtime.index("write /proc/<stage-1>/timens_offsets: monotonic 86400s 0ns "
+                            "(before init enters the time namespace)")
+    assert runtime.index('sync: wait for {"timens"}') < written < runtime.index(
+        'sync: {"offsets"} to stage-1') < runtime.index('sync: {"go"} to stage-1'), runtime
 
 
 def test_user_namespace_mapping_exchange(rt, make_config, bundle, open_rootfs, open_out):

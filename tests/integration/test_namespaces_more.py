@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .feature_support import ns_links, run_ok, started, with_namespaces
+from . import feature_support
+from .feature_support import ns_links, run_ok, started, userns_config, with_namespaces
 from .support import ROOT_MARKS, assert_nothing_left, requires_ocirt
 
 pytestmark = ROOT_MARKS
+open_rootfs = feature_support.open_rootfs
+open_out = feature_support.open_out
 
 DAY = 86400
 BOOT_OFFSET = 400 * DAY
@@ -35,6 +38,32 @@ def test_time_namespace_offsets(rt, make_config, bundle):
                for line in Path(f"/proc/{pid}/timens_offsets").read_text().splitlines()}
     assert offsets == {"monotonic": [str(MONO_OFFSET), "500"],
                        "boottime": [str(BOOT_OFFSET), "0"]}
+    before = uptime()
+    inside = float(rt.ok("exec", cid, "cat", "/proc/uptime").stdout.split()[0])
+    after = uptime()
+    assert before + BOOT_OFFSET <= inside <= after + BOOT_OFFSET, (before, inside, after)
+
+
+def offsets_of(pid):
+    return {line.split()[0]: line.split()[1:]
+            for line in Path(f"/proc/{pid}/timens_offsets").read_text().splitlines()}
+
+
+@requires_ocirt  # runc 1.1 has no time namespace
+def test_time_namespace_offsets_in_a_new_user_namespace(rt, make_config, bundle, open_rootfs,
+                                                         open_out):
+    """Stage-1, inside its new user namespace and not dumpable, cannot open its own
+    timens_offsets (host root owns it): the runtime writes them."""
+    config = userns_config(make_config, open_rootfs, open_out, ["sleep", "100"])
+    config["linux"]["namespaces"].append({"type": "time"})
+    config["linux"]["timeOffsets"] = {"boottime": {"secs": BOOT_OFFSET, "nanosecs": 0},
+                                      "monotonic": {"secs": MONO_OFFSET, "nanosecs": 500}}
+    cid, pid = started(rt, bundle, config)
+    links = ns_links(pid)
+    assert links["time"] != ns_links("self")["time"]
+    assert links["user"] != ns_links("self")["user"]
+    assert offsets_of(pid) == {"monotonic": [str(MONO_OFFSET), "500"],
+                               "boottime": [str(BOOT_OFFSET), "0"]}
     before = uptime()
     inside = float(rt.ok("exec", cid, "cat", "/proc/uptime").stdout.split()[0])
     after = uptime()

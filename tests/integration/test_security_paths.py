@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 
-from .feature_support import ConsoleListener
+from .feature_terminals import ConsoleListener
 from .support import IS_OCIRT, ROOT_MARKS, bind_mount
 
 pytestmark = ROOT_MARKS

@@ -10,14 +10,9 @@ import re
 import struct
 from pathlib import Path
 
-from .feature_support import (
-    ConsoleListener,
-    SubreaperCall,
-    UnderPty,
-    read_to_end,
-    read_until,
-    started,
-)
+from .feature_subreaper import SubreaperCall
+from .feature_support import started
+from .feature_terminals import ConsoleListener, UnderPty, read_to_end, read_until
 from .support import ROOT_MARKS, assert_nothing_left
 
 pytestmark = ROOT_MARKS

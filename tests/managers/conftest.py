@@ -21,11 +21,10 @@ from pathlib import Path
 
 import pytest
 
+from .containerd import Containerd
 from .helpers import (
     IMAGE,
     INSTALL_SCRIPT,
-    Containerd,
-    Podman,
     cgroup_parents,
     oci_archive,
     processes_with_token,
@@ -35,6 +34,7 @@ from .helpers import (
     unmount_all_under,
     wait_for,
 )
+from .podman import Podman
 
 RUNTIMES = ("ocirt", "runc")
 

@@ -19,14 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import (
-    IMAGE,
-    Containerd,
-    freezer_state,
-    pid_alive,
-    run_in_pty,
-    wait_for,
-)
+from .containerd import Containerd
+from .helpers import IMAGE, freezer_state, pid_alive, run_in_pty, wait_for
 
 pytestmark = [
     pytest.mark.root,

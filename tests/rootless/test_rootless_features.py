@@ -182,3 +182,25 @@ def test_container_root_cannot_write_the_hosts_sys_or_cgroups(urt, rootless_user
     assert "WROTE" not in attempts.stdout, attempts
     assert attempts.stdout.count("TRIED") >= 3, attempts  # the files were there to attack
     urt.ok("delete", "--force", cid)
+
+
+@requires_ocirt  # runc 1.1 has no time namespace
+def test_time_namespace_offsets(urt, rootless_user):
+    """The unprivileged runtime writes stage-1's timens_offsets (stage-1 dumpable for it, as
+    for the id maps); the container's uptime is shifted by the boottime offset."""
+    boot = 400 * 86400
+    config = rootless_config(rootless_user, urt.space.rootfs, ["sleep", "60"], urt.token)
+    config["linux"]["namespaces"].append({"type": "time"})
+    config["linux"]["timeOffsets"] = {"boottime": {"secs": boot, "nanosecs": 0},
+                                      "monotonic": {"secs": 86400, "nanosecs": 7}}
+    cid, pid = _running(urt, config, "time")
+    with open(f"/proc/{pid}/timens_offsets") as handle:
+        offsets = {line.split()[0]: line.split()[1:] for line in handle}
+    assert offsets == {"monotonic": ["86400", "7"], "boottime": [str(boot), "0"]}, offsets
+    with open("/proc/uptime") as handle:
+        before = float(handle.read().split()[0])
+    inside = float(urt.ok("exec", cid, "cat", "/proc/uptime").stdout.split()[0])
+    with open("/proc/uptime") as handle:
+        after = float(handle.read().split()[0])
+    assert before + boot <= inside <= after + boot, (before, inside, after)
+    urt.ok("delete", "--force", cid)

@@ -12,7 +12,7 @@ import os
 import subprocess
 
 import pytest
-from integration.feature_support import UnderPty, read_to_end, read_until
+from integration.feature_terminals import UnderPty, read_to_end, read_until
 from testkit import proc_status
 
 from .console import UserConsoleListener

@@ -21,7 +21,6 @@ from ocirt.container.exec_phases import ExecLive, ExecPlan
 from ocirt.container.exec_phases import build as build_exec
 from ocirt.container.exec_phases import explain as explain_exec
 from ocirt.container.sync import Channel
-from ocirt.linux import namespaces
 from ocirt.linux import plan as steps
 from ocirt.linux import syscalls as sc
 from ocirt.linux.process import ProcessSetup
@@ -103,11 +102,17 @@ def test_explain_lists_exactly_the_steps_the_phases_run(tmp_path: Path, name: st
 def test_time_offsets_follow_the_unshare_of_the_time_namespace(tmp_path: Path) -> None:
     bundle, config = _config(tmp_path)
     plan = planning.build("ph", bundle, CONFIGS["time"](config), planning.Options())
-    stage1 = [text for heading, text in _explained(plan.explain()) if heading.startswith(
-        "stage-1")]
+    listed = _explained(plan.explain())
+    stage1 = [text for heading, text in listed if heading.startswith("stage-1")]
     unshare = next(i for i, text in enumerate(stage1) if "CLONE_NEWTIME" in text)
-    offsets = next(i for i, text in enumerate(stage1) if "timens_offsets" in text)
-    assert unshare < stage1.index('sync: wait for {"go"}') < offsets
+    request = stage1.index('sync: {"timens"} to the runtime, wait for {"offsets"}')
+    assert unshare < request < stage1.index('sync: wait for {"go"}'), stage1
+    # the runtime writes them (into stage-1's /proc), before it lets stage-1 fork init
+    runtime = [text for heading, text in listed if heading.startswith("runtime, while")]
+    written = runtime.index("write /proc/<stage-1>/timens_offsets: monotonic 5s 0ns (before "
+                            "init enters the time namespace)")
+    assert runtime.index('sync: wait for {"timens"}') < written < runtime.index(
+        'sync: {"offsets"} to stage-1') < runtime.index('sync: {"go"} to stage-1'), runtime
 
 
 def test_seccomp_rules_are_notes_not_steps(tmp_path: Path) -> None:
@@ -130,7 +135,7 @@ class _State:  # what the runtime's hooks steps read of the state (not run here)
     pid = 0
 
 
-@pytest.mark.parametrize("name", ["plain", "hooks", "userns"])
+@pytest.mark.parametrize("name", ["plain", "hooks", "userns", "time"])
 def test_both_sides_run_the_same_exchanges(tmp_path: Path, name: str) -> None:
     """The runtime's phase against stage-1's then init's (one after the other, as the pipe
     init waits on makes them), only the sync steps run: no side waits for a message the other
@@ -178,6 +183,7 @@ def test_both_sides_run_the_same_exchanges(tmp_path: Path, name: str) -> None:
     sent = [text for _, text in recorder.ran if text.startswith("sync")]
     assert (name == "userns") == any('"userns"' in text for text in sent)
     assert (name == "hooks") == any('"hooks-done"' in text for text in sent)
+    assert (name == "time") == any('"offsets"' in text for text in sent)
 
 
 def _also_record(calls: Any, monkeypatch: pytest.MonkeyPatch, owner: Any, name: str,
@@ -196,11 +202,11 @@ def test_stage1_calls_are_its_steps_in_order(tmp_path: Path,
     parent_end, child_end = Channel.pair()
     live.stage1 = protocol.Stage1(child_end, None)
     built = phases.build(plan, live)
+    parent_end.send(protocol.OFFSETS)  # (the runtime's answers, sent ahead)
     parent_end.send(protocol.GO)
     recorder = steps.Recorder()
     with sc.recording(results={"fork": 4242, "write": 1}) as calls:
         _also_record(calls, monkeypatch, plan.cgroup, "join", "cgroup join")
-        _also_record(calls, monkeypatch, namespaces, "write_time_offsets", "timens_offsets")
         _also_record(calls, monkeypatch, os, "fork", "fork")
         _also_record(calls, monkeypatch, os, "write", "write")  # (init's end is closed)
         previous = steps.watch(recorder)
@@ -209,6 +215,7 @@ def test_stage1_calls_are_its_steps_in_order(tmp_path: Path,
         finally:
             steps.watch(previous)
             monkeypatch.undo()
+    parent_end.expect(protocol.TIMENS, "test")  # stage-1 asked for its offsets to be written
     assert parent_end.expect(protocol.PID, "test")["pid"] == 4242
     os.close(live.release)
     parent_end.close()
@@ -224,8 +231,6 @@ def test_stage1_calls_are_its_steps_in_order(tmp_path: Path,
         ("unshare(CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNS | "
          "CLONE_NEWTIME)", "unshare"),
         ("unshare(CLONE_NEWCGROUP)", "unshare"),
-        ("write /proc/self/timens_offsets: monotonic 5s 0ns (before init enters the time "
-         "namespace)", "timens_offsets"),
         ("fork init (pid 1 of a new pid namespace; it waits on a pipe until its pid is sent)",
          "fork"),
         ('sync: {"pid": <init>} to the runtime; release init', "write")]
