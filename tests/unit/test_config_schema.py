@@ -1,9 +1,6 @@
 """The compiled validator agrees with jsonschema (draft 7) on our schemas, document by document.
 
-jsonschema is the oracle here only; ocirt never imports it at run time. Its draft-7 validator
-gets one change, matching ocirt's documented choice: ``integer`` means a Python ``int`` (a JSON
-number without fraction or exponent, as Go reads it), not ``1.0``. For every invalid document
-the path ocirt reports must be one jsonschema reports too (or inside it).
+jsonschema is the oracle here only (tests/schema_oracle.py); ocirt never imports it at run time.
 """
 
 from __future__ import annotations
@@ -15,65 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from schema_oracle import Path_, agree, jsonpath, oracle_for
 
 from ocirt.config import compile_schema, validate
 from ocirt.config.default import default_spec
 from ocirt.errors import ConfigError
 
-jsonschema = pytest.importorskip("jsonschema")
-referencing = pytest.importorskip("referencing")
-from referencing.jsonschema import DRAFT7  # noqa: E402
-
 DATA = Path(__file__).parent / "data"
 SCHEMAS = Path(__file__).parents[2] / "ocirt" / "config" / "schemas"
-Path_ = tuple[str | int, ...]
-
-
-# -- the oracle ---------------------------------------------------------------------------------
-
-
-def strict_draft7() -> Any:
-    checker = jsonschema.Draft7Validator.TYPE_CHECKER.redefine(
-        "integer", lambda _checker, value: type(value) is int
-    )
-    return jsonschema.validators.extend(jsonschema.Draft7Validator, type_checker=checker)
-
-
-def oracle_for(docs: dict[str, Any], root: str) -> Any:
-    # Without "$schema", jsonschema keeps our validator class when it follows a $ref into
-    # another file (with it, it would switch back to the plain Draft7Validator).
-    bare = {name: {k: v for k, v in doc.items() if k != "$schema"} for name, doc in docs.items()}
-    registry = referencing.Registry().with_resources(
-        (name, DRAFT7.create_resource(doc)) for name, doc in bare.items()
-    )
-    return strict_draft7()(bare[root], registry=registry)
-
-
-def jsonpath(parts: Path_) -> str:
-    text = "$"
-    for part in parts:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        elif part.isidentifier():
-            text += f".{part}"
-        else:
-            text += f"[{json.dumps(part)}]"
-    return text
-
-
-def oracle_paths(validator: Any, doc: Any) -> set[str]:
-    """Every path jsonschema blames, including inside anyOf/if branches."""
-    paths: set[str] = set()
-    stack = list(validator.iter_errors(doc))
-    while stack:
-        error = stack.pop()
-        paths.add(jsonpath(tuple(error.absolute_path)))
-        stack.extend(error.context or [])
-    return paths
-
-
-def within(where: str, paths: set[str]) -> bool:
-    return any(where == p or where.startswith((p + ".", p + "[")) for p in paths)
 
 
 @pytest.fixture(scope="module")
@@ -95,17 +41,6 @@ def config_oracle(schema_docs: dict[str, Any]) -> Any:
 @pytest.fixture(scope="module")
 def state_oracle(schema_docs: dict[str, Any]) -> Any:
     return oracle_for(schema_docs, "state-schema.json")
-
-
-def agree(runner: validate.Runner, oracle: Any, schema: str, doc: Any, label: str) -> bool:
-    """Assert both validators agree on ``doc``; return whether it is valid."""
-    error = runner(schema, doc)
-    valid = oracle.is_valid(doc)
-    assert (error is None) == valid, f"{label}: ocirt says {error}, jsonschema valid={valid}"
-    if error is not None:
-        paths = oracle_paths(oracle, doc)
-        assert within(error[0], paths), f"{label}: ocirt blames {error}, jsonschema {paths}"
-    return bool(valid)
 
 
 # -- documents and their mutants ---------------------------------------------------------------
@@ -247,127 +182,6 @@ def test_states_agree(state: dict[str, Any], runner: validate.Runner, state_orac
 def test_running_state_needs_pid(runner: validate.Runner) -> None:
     state = {"ociVersion": "1.2.0", "id": "c", "status": "running", "bundle": "/b"}
     assert runner("state-schema.json", state) == ("$", 'missing required property "pid"')
-
-
-# -- the generator on keywords our schemas do not (yet) use ---------------------------------------
-
-KITCHEN_SINK = {
-    "type": "object",
-    "properties": {
-        "any": {"anyOf": [{"type": "string", "maxLength": 3}, {"type": "integer"}]},
-        "one": {
-            "oneOf": [
-                {"type": "integer", "exclusiveMinimum": 0},
-                {"type": "integer", "exclusiveMaximum": 5},
-            ]
-        },
-        "not": {"not": {"type": "string"}},
-        "num": {"type": ["number", "null"], "minimum": 0.5, "maximum": 9},
-        "const": {"const": [1, {"a": True}]},
-        "enum": {"enum": [1, "1", True, None, [1]]},
-        "closed": {
-            "type": "object",
-            "properties": {"a": {"type": "boolean"}},
-            "patternProperties": {"^x-": {"type": "integer"}},
-            "additionalProperties": False,
-            "minProperties": 1,
-            "maxProperties": 2,
-        },
-        "typedExtra": {
-            "additionalProperties": {"type": "string"},
-            "propertyNames": {"maxLength": 2},
-        },
-        "list": {
-            "type": "array",
-            "maxItems": 2,
-            "items": {"allOf": [{"type": "integer"}, {"minimum": 3}]},
-        },
-        "never": False,
-        "always": True,
-        "cond": {
-            "if": {"required": ["kind"], "properties": {"kind": {"const": "a"}}},
-            "then": {"required": ["a"]},
-            "else": {"required": ["b"]},
-        },
-        "elseOnly": {"if": {"type": "string"}, "else": {"type": "integer"}},
-        "untyped": {"minLength": 2, "minimum": 2, "required": ["k"], "minItems": 1},
-    },
-}
-
-SINK_VALUES = [
-    None,
-    True,
-    False,
-    0,
-    1,
-    2,
-    3,
-    4,
-    5,
-    6,
-    10,
-    -1,
-    0.5,
-    1.0,
-    2.5,
-    9.5,
-    "",
-    "a",
-    "ab",
-    "abcd",
-    "1",
-    [],
-    [1],
-    [3],
-    [3, 4],
-    [3, 4, 5],
-    [2],
-    ["x"],
-    [1, {"a": True}],
-    [1, {"a": 1}],
-    [[1]],
-    {},
-    {"a": True},
-    {"a": 1},
-    {"x-1": 1},
-    {"x-1": "s"},
-    {"a": False, "x-2": 2, "x-3": 3},
-    {"b": 1},
-    {"kind": "a"},
-    {"kind": "a", "a": 1},
-    {"kind": "b"},
-    {"kind": "b", "b": 0},
-    {"k": 1},
-    {"abc": "s"},
-    {"ab": "s"},
-    {"ab": 1},
-    {"a": {"a": True}},
-]
-
-
-def test_generator_agrees_on_other_keywords() -> None:
-    docs = {"sink-schema.json": KITCHEN_SINK}
-    run = validate.build_validator({"sink-schema.json": json.dumps(KITCHEN_SINK).encode()})
-    oracle = oracle_for(docs, "sink-schema.json")
-    invalid = 0
-    for prop in KITCHEN_SINK["properties"]:
-        for value in SINK_VALUES:
-            invalid += not agree(
-                run, oracle, "sink-schema.json", {prop: value}, f"{prop}={value!r}"
-            )
-    assert invalid > 100
-
-
-def test_generator_refuses_what_it_cannot_compile() -> None:
-    for schema in [
-        {"type": "object", "dependencies": {"a": ["b"]}},
-        {"$ref": "#/definitions/x", "type": "object", "definitions": {"x": {}}},
-        {"items": [{"type": "string"}]},
-        {"$ref": "other.json#/x"},
-        {"$ref": "#/definitions/missing"},
-    ]:
-        with pytest.raises(compile_schema.SchemaCompileError):
-            compile_schema.generate({"t-schema.json": schema})
 
 
 def test_first_error_is_deterministic(runner: validate.Runner) -> None:
