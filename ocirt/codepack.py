@@ -87,7 +87,7 @@ def read_pack(path: str) -> PackFinder | None:
     except OSError:
         return None
     try:
-        head = posix.read(fd, 65536)
+        head = posix.read(fd, 16384)  # the index of ~80 modules is ~9 KB
         prefix = _MAGIC + _BOOTSTRAP.MAGIC_NUMBER
         if not head.startswith(prefix):
             return None
