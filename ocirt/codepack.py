@@ -13,7 +13,9 @@ Nothing changes but the time: a module is served from the pack only while its so
 the size and modification time (ns) the pack recorded; otherwise (edited, reinstalled, a pack
 from another Python) the usual import finds it. Modules keep their real ``__file__``,
 ``__path__`` and ``__cached__``, so data files beside them and tracebacks are as before.
-Without a pack (a checkout, ``python -m ocirt``) nothing is installed.
+Without a pack (a checkout, ``python -m ocirt``) nothing is installed. The pack is read by
+path for each module, and only while that path is still the file (device and inode) read at
+start-up (else the usual import): never a file of the same name inside a container's root.
 """
 
 from __future__ import annotations
@@ -38,8 +40,10 @@ _SPEC: Any = type(sys.__spec__)  # ModuleSpec, without importing importlib.machi
 class PackFinder:
     """A meta path finder (and loader) for the modules of one pack file."""
 
-    def __init__(self, path: str, index: dict[str, Any], base: int) -> None:
+    def __init__(self, path: str, identity: tuple[int, int], index: dict[str, Any],
+                 base: int) -> None:
         self.path = path
+        self.identity = identity  # (st_dev, st_ino) of the pack read at start-up
         # name -> (is_package, source, its mtime (ns), its size, its .pyc path, offset, length)
         self.index = index
         self.base = base  # where the code objects begin in the file
@@ -52,10 +56,13 @@ class PackFinder:
         is_package, origin, mtime_ns, size = entry[:4]
         try:
             st = posix.stat(origin)
+            pack = posix.stat(self.path)
         except OSError:
             return None
         if st.st_mtime_ns != mtime_ns or st.st_size != size:
             return None  # the source changed since the pack was made: the usual import
+        if (pack.st_dev, pack.st_ino) != self.identity:
+            return None  # set-up wrote a new pack since (or this is another root): as usual
         spec = _SPEC(name, self, origin=origin, is_package=is_package)
         if is_package:
             spec.submodule_search_locations = [origin.rpartition("/")[0]]
@@ -70,6 +77,11 @@ class PackFinder:
         offset, length = self.index[module.__name__][5:]
         fd = posix.open(self.path, posix.O_RDONLY | posix.O_CLOEXEC)
         try:
+            st = posix.fstat(fd)
+            # never another file at that path (after a chroot or pivot_root, say)
+            if (st.st_dev, st.st_ino) != self.identity:
+                raise ImportError(f"{self.path} is no longer the pack ocirt started with",
+                                  name=module.__name__)
             data = posix.pread(fd, length, self.base + offset)
         finally:
             posix.close(fd)
@@ -87,6 +99,7 @@ def read_pack(path: str) -> PackFinder | None:
     except OSError:
         return None
     try:
+        st = posix.fstat(fd)
         head = posix.read(fd, 16384)  # the index of ~80 modules is ~9 KB
         prefix = _MAGIC + _BOOTSTRAP.MAGIC_NUMBER
         if not head.startswith(prefix):
@@ -100,7 +113,9 @@ def read_pack(path: str) -> PackFinder | None:
         return None
     finally:
         posix.close(fd)
-    return PackFinder(path, index, end) if isinstance(index, dict) else None
+    if not isinstance(index, dict):
+        return None
+    return PackFinder(path, (st.st_dev, st.st_ino), index, end)
 
 
 def install(package_dir: str) -> None:

@@ -89,3 +89,26 @@ def test_no_pack_or_a_foreign_one_changes_nothing(tmp_path: Path) -> None:
     assert probe(site)["ocirt.container.state"][0] == "SourceFileLoader"
     (site / "ocirt" / "codepack.bin").write_bytes(b"ocirt-codepack-1\n\x00\x00\x00\x00garbage")
     assert probe(site)["ocirt.container.state"][0] == "SourceFileLoader"
+
+
+def test_another_file_at_the_pack_path_is_refused(tmp_path: Path) -> None:
+    """A module is read from the pack the launcher opened, never from another file put at its
+    path later (a new pack set-up wrote, or one a container's root holds after pivot_root):
+    then it is imported as usual."""
+    site = install_copy(tmp_path)
+    pack = build(site)
+    code = ("import sys\n"
+            "site = sys.argv[1]\n"
+            "sys.path[:0] = [site]\n"
+            "import os, shutil\n"
+            "from ocirt import codepack\n"
+            "codepack.install(site + '/ocirt')\n"
+            "pack = site + '/ocirt/codepack.bin'\n"
+            "shutil.copy(pack, pack + '.new')\n"
+            "os.replace(pack + '.new', pack)\n"
+            "import ocirt.container.state as state\n"
+            "print(type(state.__loader__).__name__)\n")
+    result = subprocess.run([sys.executable, "-I", "-S", "-c", code, str(site)],
+                            capture_output=True, text=True, check=True, cwd="/")
+    assert result.stdout.strip() == "SourceFileLoader"
+    assert pack.exists()
