@@ -26,24 +26,14 @@ from __future__ import annotations
 
 import sys
 
+# ocirt.errors only where an error is raised: reading a state never needs it (~0.25 ms)
 from ocirt import OCI_VERSION, jsonfast, paths
-from ocirt.errors import (
-    AccessError,
-    ContainerExists,
-    ContainerNotFound,
-    InvalidID,
-    OcirtError,
-    StateDamaged,
-    SyscallError,
-    access_hint,
-    errno_text,
-    is_denied,
-    state_root_hint,
-)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, ClassVar
+
+    from ocirt.errors import OcirtError
 
 DEFAULT_ROOT = "/run/ocirt"
 # The cgroup directory is "ocirt-<id>" and must fit in a file name (NAME_MAX, 255 bytes).
@@ -103,13 +93,17 @@ for _name in ("creating", "created", "running", "stopped", "paused"):
 
 
 def check_id(container_id: str) -> None:
+    if container_id and len(container_id) <= MAX_ID_LENGTH and container_id not in (".", "..") \
+            and set(container_id) <= _ID_CHARS:
+        return
+    from ocirt.errors import InvalidID
+
     if not container_id:
         raise InvalidID("invalid container ID: it is empty")
     if len(container_id) > MAX_ID_LENGTH:
         raise InvalidID(f"invalid container ID: longer than {MAX_ID_LENGTH} characters")
-    if container_id in (".", "..") or not set(container_id) <= _ID_CHARS:
-        raise InvalidID(f"invalid container ID {container_id!r}: use letters, digits and "
-                        "'_', '+', '-', '.' only (no '/', not '.' or '..')")
+    raise InvalidID(f"invalid container ID {container_id!r}: use letters, digits and "
+                    "'_', '+', '-', '.' only (no '/', not '.' or '..')")
 
 
 def process_start_time(pid: int) -> int | None:
@@ -239,6 +233,8 @@ class Store:
 
     def denied(self, doing: str, path: str, err: OSError) -> OcirtError:
         """The error for a state-root operation that failed with ``err``."""
+        from ocirt.errors import AccessError, OcirtError, errno_text, is_denied, state_root_hint
+
         if is_denied(err):
             return AccessError(doing, path, err, state_root_hint(self.root))
         return OcirtError(f"{doing} {path}: {errno_text(err)}")
@@ -265,6 +261,8 @@ class Store:
         try:
             os.mkdir(self.path(container_id), 0o700)
         except FileExistsError:
+            from ocirt.errors import ContainerExists
+
             raise ContainerExists(container_id) from None
         except OSError as err:
             raise self.denied("creating the state directory", self.path(container_id),
@@ -283,26 +281,36 @@ class Store:
         """The container's state (or its ``cleanup.json`` copy); ``StateDamaged`` naming the
         file and what is wrong if it cannot be used."""
         path = self.path(container_id, name)
+        problem = ""
         try:
             with open(path, "rb") as handle:
                 data = handle.read()
         except FileNotFoundError:
+            from ocirt.errors import ContainerNotFound
+
             raise ContainerNotFound(container_id) from None
         except OSError as err:
+            from ocirt.errors import StateDamaged, errno_text, is_denied
+
             if is_denied(err):
                 raise self.denied("reading the state of container", path, err) from None
             raise StateDamaged(container_id, path, f"cannot read it: {errno_text(err)}") from err
         if not data.strip():
-            raise StateDamaged(container_id, path, "the file is empty")
-        try:
-            state = ContainerState.from_json(jsonfast.loads(data))
-        except ValueError as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-            raise StateDamaged(container_id, path, str(err)) from None
-        except RecursionError:
-            raise StateDamaged(container_id, path, "nested too deeply") from None
-        if state.id != container_id:
-            raise StateDamaged(container_id, path, f"it describes container {state.id!r}")
-        return state
+            problem = "the file is empty"
+        else:
+            try:
+                state = ContainerState.from_json(jsonfast.loads(data))
+            except ValueError as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+                problem = str(err)
+            except RecursionError:
+                problem = "nested too deeply"
+            else:
+                if state.id == container_id:
+                    return state
+                problem = f"it describes container {state.id!r}"
+        from ocirt.errors import StateDamaged
+
+        raise StateDamaged(container_id, path, problem)
 
     def save(self, state: ContainerState, with_cleanup_copy: bool = False) -> None:
         """Write state.json (the one place that does); ``with_cleanup_copy``: also the
@@ -332,6 +340,8 @@ class Lock:
     def __init__(self, directory: str, container_id: str) -> None:
         import fcntl
         import os
+
+        from ocirt.errors import ContainerNotFound
 
         try:
             self.fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -392,7 +402,7 @@ def write_atomic(path: str, data: bytes, mode: int = 0o600, sync: bool = False,
     if syscalls is not None:
         try:
             syscalls.rename_exchange(tmp, path)
-        except SyscallError:  # no such file yet (ENOENT), a filesystem without it (EINVAL)
+        except OSError:  # SyscallError: no such file yet (ENOENT), or unsupported (EINVAL)
             pass
         else:
             os.unlink(tmp)
@@ -406,6 +416,8 @@ def write_pid_file(path: str, pid: int) -> None:
     try:
         write_atomic(path, str(pid).encode(), 0o644)
     except OSError as err:
+        from ocirt.errors import SyscallError, access_hint
+
         raise SyscallError.of(f"write({path!r}) and rename", err, f"writing pid file {path}",
                               access_hint(err, "a pid file in a directory").removeprefix(": ")
                               ) from err
