@@ -28,6 +28,8 @@ for module in (state, validate, fastparse):
     print(module.__name__, type(module.__loader__).__name__, module.__file__, module.__cached__)
 print("validate._HERE", validate._HERE)
 print("state.MAX_ID_LENGTH", state.MAX_ID_LENGTH)
+print("annotation", repr(state.ContainerState.__init__.__annotations__["annotations"]))
+print("__future__", "__future__" in sys.modules)
 """
 
 
@@ -68,6 +70,9 @@ def test_modules_come_from_the_pack_with_their_real_files(tmp_path: Path) -> Non
     # data files beside a module are found from its real __file__
     assert seen["validate._HERE"] == [str(site / "ocirt" / "config")]
     assert seen["state.MAX_ID_LENGTH"] == ["249"]
+    # `from __future__ import annotations` applied as the compiler flag, never executed
+    assert seen["annotation"] == ["'dict[str,", "str]", "|", "None'"]
+    assert seen["__future__"] == ["False"]
 
 
 def test_a_changed_source_is_imported_as_usual(tmp_path: Path) -> None:
