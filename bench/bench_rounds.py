@@ -9,10 +9,9 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
-from bench_runtime import OPERATIONS, TIMEOUT, Runtime
+from bench_runtime import OPERATIONS, TIMEOUT, Runtime, timed_call
 
 
 class Bench:
@@ -155,16 +154,8 @@ def time_seccomp_cache(path: str, bundle: Path, workdir: Path, rounds: int
             env = dict(os.environ, OCIRT_CACHE_DIR=str(cache))
             container_id = f"bench-{os.getpid()}-seccomp-{kind}-{n}"
             argv = [path, "--root", str(root), "run", "--bundle", str(bundle), container_id]
-            with tempfile.TemporaryFile() as stderr:  # a file, never a pipe (see Runtime.call)
-                start = time.perf_counter()
-                try:
-                    proc = subprocess.run(argv, stdin=subprocess.DEVNULL,
-                                          stdout=subprocess.DEVNULL, stderr=stderr, env=env,
-                                          timeout=TIMEOUT, check=False)
-                    status = proc.returncode
-                except subprocess.TimeoutExpired:
-                    status = -1
-                elapsed = (time.perf_counter() - start) * 1000
+            with tempfile.TemporaryFile() as stderr:  # a file, never a pipe (see timed_call)
+                status, elapsed = timed_call(argv, stderr, env=env)
                 subprocess.run([path, "--root", str(root), "delete", "--force", container_id],
                                capture_output=True, timeout=TIMEOUT, check=False)
                 if status != 0:

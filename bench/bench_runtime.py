@@ -31,6 +31,38 @@ MS_PRIVATE = 0x40000
 MNT_DETACH = 2
 
 
+def timed_call(argv: list[str], stderr: IO[bytes], env: dict[str, str] | None = None,
+               timeout: float = TIMEOUT) -> tuple[int, float]:
+    """Run one runtime command; return its exit status and wall time in ms.
+
+    stdin and stdout are /dev/null and stderr a file, never a pipe: a container created
+    without a terminal inherits them, and would hold a pipe open after the runtime exits.
+
+    The exit is awaited on a pidfd, not with ``subprocess.run(timeout=...)``: that polls with
+    sleeps that double from 0.5 ms, which rounds every time up to 0.5 * (2^k - 1) ms
+    (7.5, 15.5, 31.5, 63.5, ...).
+    """
+    start = time.perf_counter()
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=stderr, env=env)
+    except OSError as err:
+        stderr.write(f"cannot execute {argv[0]}: {err}".encode())
+        return -1, 0.0
+    pidfd = os.pidfd_open(proc.pid)
+    try:
+        exited = select.select([pidfd], [], [], timeout)[0]
+    finally:
+        os.close(pidfd)
+    if not exited:
+        proc.kill()
+        proc.wait()
+        stderr.write(f"\n(timed out after {timeout:.0f} s)".encode())
+        return -1, (time.perf_counter() - start) * 1000
+    elapsed = (time.perf_counter() - start) * 1000
+    return proc.wait(), elapsed
+
+
 @dataclass
 class Runtime:
     """One runtime under test: its CLI, its private --root, what it measured and left behind."""
@@ -50,40 +82,10 @@ class Runtime:
         return [self.path, "--root", str(self.root), *args]
 
     def call(self, *args: str, timeout: float = TIMEOUT) -> tuple[int, float]:
-        """Run one command of this runtime; return its exit status and wall time in ms.
-
-        stdin and stdout are /dev/null and stderr a file, never a pipe: a container created
-        without a terminal inherits them, and would hold a pipe open after the runtime exits.
-
-        The exit is awaited on a pidfd, not with ``subprocess.run(timeout=...)``: that polls with
-        sleeps that double from 0.5 ms, which rounds every time up to 0.5 * (2^k - 1) ms
-        (7.5, 15.5, 31.5, 63.5, ...).
-        """
+        """Run one command of this runtime; return its exit status and wall time in ms."""
         self.stderr.seek(0)
         self.stderr.truncate()
-        start = time.perf_counter()
-        try:
-            proc = subprocess.Popen(
-                self.command(*args),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=self.stderr,
-            )
-        except OSError as err:
-            self.stderr.write(f"cannot execute {self.path}: {err}".encode())
-            return -1, 0.0
-        pidfd = os.pidfd_open(proc.pid)
-        try:
-            exited = select.select([pidfd], [], [], timeout)[0]
-        finally:
-            os.close(pidfd)
-        if not exited:
-            proc.kill()
-            proc.wait()
-            self.stderr.write(f"\n(timed out after {timeout:.0f} s)".encode())
-            return -1, (time.perf_counter() - start) * 1000
-        elapsed = (time.perf_counter() - start) * 1000
-        return proc.wait(), elapsed
+        return timed_call(self.command(*args), self.stderr, timeout=timeout)
 
     def last_stderr(self, max_lines: int = 20) -> str:
         """The stderr of the last command: its end, where a traceback says what went wrong."""

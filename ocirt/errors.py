@@ -7,7 +7,7 @@ line (or one JSON log line) and exits with ``err.exit_code``. Tracebacks only wi
 from __future__ import annotations
 
 import errno as _errno
-import os
+import posix  # not os: `state` never imports os (~1 ms), see docs/architecture.md
 
 
 class OcirtError(Exception):
@@ -80,12 +80,12 @@ class SyscallError(OcirtError, OSError):
 
     def __init__(self, call: str, err: int, detail: str = "", hint: str = "") -> None:
         name = _errno.errorcode.get(err, str(err))
-        text = f"{call}: {os.strerror(err)} ({name})"
+        text = f"{call}: {posix.strerror(err)} ({name})"
         if detail:
             text = f"{detail}: {text}"
         super().__init__(f"{text}: {hint}" if hint else text)
         self.errno = err
-        self.strerror = os.strerror(err)
+        self.strerror = posix.strerror(err)
         self.call = call
         self.detail = detail
 
@@ -134,7 +134,7 @@ class AccessError(OcirtError):
 
     def __init__(self, doing: str, path: str, err: OSError, hint: str) -> None:
         code = _errno.errorcode.get(err.errno or 0, str(err.errno))
-        super().__init__(f"{doing} {path}: {err.strerror or os.strerror(err.errno or 0)} "
+        super().__init__(f"{doing} {path}: {err.strerror or posix.strerror(err.errno or 0)} "
                          f"({code}): {hint}")
         self.errno = err.errno
 
@@ -145,12 +145,12 @@ def errno_text(err: OSError) -> str:
     if err.errno is None:
         return str(err)
     name = _errno.errorcode.get(err.errno, str(err.errno))
-    return f"{err.strerror or os.strerror(err.errno)} ({name})"
+    return f"{err.strerror or posix.strerror(err.errno)} ({name})"
 
 
 def state_root_hint(root: str) -> str:
     """What to do when the state root is out of this user's reach."""
-    return (f"uid {os.geteuid()} may not use the state root {root}: pass --root a directory "
+    return (f"uid {posix.geteuid()} may not use the state root {root}: pass --root a directory "
             "this user owns (the default is /run/ocirt for root, $XDG_RUNTIME_DIR/ocirt "
             "otherwise), or run as the user that created the container")
 

@@ -151,16 +151,28 @@ def _store_code(path: str, code: CodeType) -> None:
         _remove_stale(os.path.dirname(path), os.path.basename(path))
 
 
+# Validators of other schemas or generators kept beside the newest: two installs or checkouts
+# of ocirt that use one cache directory (a shared machine, CI, a developer's branches) would
+# otherwise delete each other's validator on every call, and each call would compile (~30 ms).
+KEEP_VALIDATORS = 4
+
+
 def _remove_stale(directory: str, keep: str) -> None:
-    """Drop validators of older schemas for this Python (same name prefix)."""
+    """Drop validators for this Python (same name prefix) but the newest KEEP_VALIDATORS."""
     prefix = keep[: keep.rindex("-") + 1]
     try:
         names = os.listdir(directory)
     except OSError:
         return
+    dated = []
     for name in names:
         if name.startswith(prefix) and name.endswith(".marshal") and name != keep:
             try:
-                os.unlink(os.path.join(directory, name))
+                dated.append((os.stat(os.path.join(directory, name)).st_mtime_ns, name))
             except OSError:
                 pass
+    for _, name in sorted(dated, reverse=True)[KEEP_VALIDATORS - 1:]:
+        try:
+            os.unlink(os.path.join(directory, name))
+        except OSError:
+            pass

@@ -93,6 +93,8 @@ def stop(state: ContainerState) -> None:
     if state.pid > 0 and state.current_status() is not Status.STOPPED:
         pids.add(state.pid)
         targets.add(state.pid)
+    if not pids:  # nothing in the cgroup and no init (`run` once its program exited)
+        return
     for pid in targets:
         try:
             os.kill(pid, signal.SIGKILL)

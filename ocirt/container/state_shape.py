@@ -7,7 +7,7 @@ and remove whatever a damaged document named. Imported only when a state file is
 
 from __future__ import annotations
 
-import os
+from ocirt.paths import normpath
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ def check_cgroup(saved: dict[str, Any]) -> None:
             check_shape(hierarchy[name], shape, f"cgroup.hierarchies[{index}].{name}")
         mountpoints.append(hierarchy["mountpoint"].rstrip("/") + "/")
     for directory in [*saved["dirs"].values(), *saved["created"]]:
-        if (os.path.normpath(directory) != directory
+        if (normpath(directory) != directory
                 or not any(directory.startswith(m) for m in mountpoints)):
             raise ValueError(f"cgroup directory {directory!r} is not below a cgroup "
                              "hierarchy this state records")

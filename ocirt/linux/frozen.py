@@ -6,8 +6,6 @@ paused container without importing the cgroup drivers (~0.5 ms).
 
 from __future__ import annotations
 
-import os
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -18,9 +16,9 @@ def frozen_state(saved: dict[str, Any]) -> bool:
     dirs: dict[str, str] = saved.get("dirs") or {}
     for name, directory in dirs.items():
         if "freezer" in name.split(","):
-            return _read(os.path.join(directory, "freezer.state")).strip() == "FROZEN"
+            return _read(f"{directory}/freezer.state").strip() == "FROZEN"
     if "unified" in dirs:
-        return _read(os.path.join(dirs["unified"], "cgroup.freeze")).strip() == "1"
+        return _read(f"{dirs['unified']}/cgroup.freeze").strip() == "1"
     return False
 
 

@@ -122,13 +122,12 @@ def test_schema_change_gets_a_new_cache(tmp_path: Path) -> None:
     shutil.copytree(SCHEMAS, schemas)
     cache = tmp_path / "cache"
     validate.load_validator(schemas=str(schemas), cache=str(cache))
-    (first,) = cached_files(cache)
+    assert len(cached_files(cache)) == 1
     config = json.loads((schemas / "config-schema.json").read_text())
     config["properties"]["hostname"]["maxLength"] = 3
     (schemas / "config-schema.json").write_text(json.dumps(config))
     run = validate.load_validator(schemas=str(schemas), cache=str(cache))
-    (second,) = cached_files(cache)  # the stale one is gone
-    assert first != second
+    assert len(cached_files(cache)) == 2  # the other one stays (another install may use it)
     doc = {"ociVersion": "1.2.0", "hostname": "toolong"}
     assert run("config-schema.json", doc) == (
         "$.hostname",
@@ -193,3 +192,23 @@ def test_validation_errors_are_config_errors() -> None:
     assert run("config-schema.json", {"ociVersion": "1.2.0"}) is None
     with pytest.raises(ConfigError):
         validate.validate_config({"ociVersion": None})
+
+
+def test_only_the_newest_validators_are_kept(tmp_path: Path) -> None:
+    """Validators of other schemas stay, up to KEEP_VALIDATORS with the newest: installs that
+    share a cache directory do not delete each other's on every call; older ones go."""
+    schemas = tmp_path / "schemas"
+    shutil.copytree(SCHEMAS, schemas)
+    cache = tmp_path / "cache"
+    made = []
+    for length in range(1, validate.KEEP_VALIDATORS + 3):
+        config = json.loads((SCHEMAS / "config-schema.json").read_text())
+        config["properties"]["hostname"]["maxLength"] = length
+        (schemas / "config-schema.json").write_text(json.dumps(config))
+        validate.load_validator(schemas=str(schemas), cache=str(cache))
+        (new,) = set(cached_files(cache)) - set(made)
+        made.append(new)
+        for age, name in enumerate(reversed(made)):  # distinct mtimes, newest first
+            if (cache / name).exists():
+                os.utime(cache / name, ns=(0, 10**18 - age * 10**9))
+    assert cached_files(cache) == sorted(made[-validate.KEEP_VALIDATORS:])

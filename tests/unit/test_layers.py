@@ -23,8 +23,10 @@ PACKAGE = REPO / "ocirt"
 ARCHITECTURE = REPO / "docs" / "architecture.md"
 
 # Each layer and the layers it may import (besides itself). ``base`` is what every layer
-# shares: errors, identity, logging, JSON, caches and the package's constants.
-BASE = {"ocirt", "ocirt.errors", "ocirt.identity", "ocirt.log", "ocirt.jsonfast", "ocirt.cache"}
+# shares: errors, identity, logging, JSON, caches, paths, the package's constants and the
+# launcher's importer.
+BASE = {"ocirt", "ocirt.errors", "ocirt.identity", "ocirt.log", "ocirt.jsonfast", "ocirt.cache",
+        "ocirt.paths", "ocirt.codepack"}
 MAY_IMPORT = {
     "cli": {"container", "config", "linux", "base"},
     "container": {"config", "linux", "base"},

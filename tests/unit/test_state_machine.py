@@ -211,3 +211,53 @@ def test_write_atomic_syncs_then_renames(tmp_path: Path, monkeypatch: pytest.Mon
     assert calls == [f"rename {tmp} {target}"]
     assert target.read_bytes() == b"new" * 50000
     assert os.listdir(tmp_path) == ["state.json"]
+
+
+def test_write_atomic_exchange_replaces_in_one_step(tmp_path: Path) -> None:
+    """With the binding layer loaded, an existing state file is replaced by swapping names
+    (RENAME_EXCHANGE): a reader in a loop never finds it missing or partly written, and no
+    temporary file is left."""
+    import threading
+
+    import ocirt.linux.syscalls  # noqa: F401  (what create and run have loaded)
+
+    target = tmp_path / "state.json"
+    write_atomic(str(target), b"0" * 3000, exchange=True)  # no file yet: a plain rename
+    seen: list[bytes] = []
+    problems: list[str] = []
+    done = threading.Event()
+
+    def reader() -> None:
+        while not done.is_set():
+            try:
+                seen.append(target.read_bytes())
+            except FileNotFoundError:
+                problems.append("missing")
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        for n in range(1, 300):
+            before = target.stat().st_ino
+            write_atomic(str(target), str(n % 10).encode() * 3000, exchange=True)
+            # a new file each time, never the old one rewritten (both exist for a moment,
+            # so the numbers differ; over many writes the kernel may reuse one)
+            assert target.stat().st_ino != before
+    finally:
+        done.set()
+        thread.join()
+    assert not problems
+    assert all(len(data) == 3000 and len(set(data)) == 1 for data in seen)
+    assert target.read_bytes() == b"9" * 3000
+    assert os.listdir(tmp_path) == ["state.json"]
+
+
+def test_write_atomic_exchange_into_a_directory_fails(tmp_path: Path) -> None:
+    """Without ``exchange`` (the pid file: a path the user names), a directory at the path is
+    an error, as with rename, never swapped for the file."""
+    import ocirt.linux.syscalls  # noqa: F401
+
+    (tmp_path / "pid").mkdir()
+    with pytest.raises(IsADirectoryError):
+        write_atomic(str(tmp_path / "pid"), b"1")
+    assert (tmp_path / "pid").is_dir()

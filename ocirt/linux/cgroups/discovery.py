@@ -43,9 +43,9 @@ class Hierarchy:
     @property
     def driver(self) -> HierarchyDriver:
         """The file driver of this version (module ``v1`` or ``v2``, imported now)."""
-        from importlib import import_module
-
-        driver: HierarchyDriver = import_module(f"ocirt.linux.cgroups.v{self.version}").DRIVER
+        # __import__ with a fromlist returns the module itself; importlib costs ~0.5 ms to import
+        module = __import__(f"ocirt.linux.cgroups.v{self.version}", fromlist=["DRIVER"])
+        driver: HierarchyDriver = module.DRIVER
         return driver
 
     def offers(self, controller: str) -> bool:

@@ -118,9 +118,8 @@ class CgroupDriver:
 def load(saved: dict[str, Any]) -> CgroupDriver:
     """The driver a container's state was saved by (state written before drivers had names
     is cgroupfs)."""
-    from importlib import import_module
-
     kind = saved.get("driver", "cgroupfs")
-    cls: Any = import_module(MODULES[kind]).DRIVER_CLASS
+    # __import__ with a fromlist returns the module itself; importlib costs ~0.5 ms to import
+    cls: Any = __import__(MODULES[kind], fromlist=["DRIVER_CLASS"]).DRIVER_CLASS
     driver: CgroupDriver = cls.from_state(saved)
     return driver

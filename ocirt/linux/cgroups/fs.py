@@ -311,9 +311,16 @@ class Manager(CgroupDriver):
                     if err.errno not in (errno.EBUSY, errno.ENOTEMPTY):
                         raise CgroupError("removing", directory, err) from err
                 continue
-            if os.path.isdir(directory):
-                for inner, _, _ in sorted(os.walk(directory), key=lambda w: -len(w[0])):
-                    _rmdir_when_empty(inner, deadline)
+            try:  # the usual case, nothing inside: one rmdir, no walk of the control files
+                os.rmdir(directory)
+                continue
+            except FileNotFoundError:
+                continue
+            except OSError as err:  # EBUSY: cgroups inside, or processes not yet gone
+                if err.errno not in (errno.EBUSY, errno.ENOTEMPTY):
+                    raise CgroupError("removing", directory, err) from err
+            for inner, _, _ in sorted(os.walk(directory), key=lambda w: -len(w[0])):
+                _rmdir_when_empty(inner, deadline)
         self.created = []
 
     def missing_dirs(self) -> list[str]:

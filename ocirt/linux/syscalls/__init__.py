@@ -6,7 +6,8 @@ from one per-machine table (``numbers``); libc is loaded once (``libc``). Each w
 ``SyscallError`` naming the call, its arguments and the errno, so callers never check return
 values themselves.
 
-  mounts     mount, umount2, pivot_root, openat2, the new mount API, fstatfs   (re-exported here)
+  mounts     mount, umount2, pivot_root, openat2, the new mount API, fstatfs,
+             renameat2 RENAME_EXCHANGE                               (re-exported here)
   task       unshare, setns, prctl, hostnames, keyring, scheduling, clone3    (re-exported here)
   capng      libcap-ng, loaded on first use                       (import the module itself)
   seccomp    seccomp(2); libseccomp and pyseccomp, loaded on first use   (import the module)
@@ -33,6 +34,7 @@ from ocirt.linux.syscalls.mounts import (
     open_tree,
     openat2,
     pivot_root,
+    rename_exchange,
     umount2,
 )
 from ocirt.linux.syscalls.task import (
@@ -56,13 +58,14 @@ if TYPE_CHECKING:
 
 __all__ = ["fork_into_cgroup", "fsmount_new", "fstatfs_type", "ioprio_set", "join_session_keyring",
            "mount", "mount_setattr", "move_mount", "open_tree", "openat2", "personality",
-           "pivot_root", "prctl", "recording", "sched_setaffinity", "sched_setattr",
+           "pivot_root", "prctl", "recording", "rename_exchange", "sched_setaffinity",
+           "sched_setattr",
            "set_mempolicy", "setdomainname", "sethostname", "setns", "umount2", "unshare"]
 
 
 def recording(results: dict[str, object] | None = None,
               passthrough: tuple[str, ...] = ("openat2", "fstatfs_type", "os.chdir",
-                                              "os.fchdir"),
+                                              "os.fchdir", "rename_exchange"),
               os_calls: tuple[str, ...] | None = None) -> Recorder:
     """A context manager that swaps every binding for a recorder (see ``double``):
     ``results`` gives calls' results by name (a value, an exception, or a function of the

@@ -66,6 +66,7 @@ IOPRIO_WHO_PROCESS = 1
 
 # The new mount API (linux/mount.h, linux/fcntl.h).
 AT_FDCWD = -100
+RENAME_EXCHANGE = 2  # renameat2 (linux/fs.h)
 AT_EMPTY_PATH = 0x1000
 AT_RECURSIVE = 0x8000
 MOUNT_ATTR_RDONLY = 0x1

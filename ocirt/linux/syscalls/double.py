@@ -16,7 +16,8 @@ value, an exception to raise, or a function of the call's arguments.
 
 Calls that only look or move around (``openat2``, ``fstatfs_type``, ``os.chdir``,
 ``os.fchdir``: ``passthrough``) are recorded and also made, so paths still resolve inside a
-test's rootfs (a test that runs them saves and restores its cwd). The functions of ``os`` that
+test's rootfs (a test that runs them saves and restores its cwd); so is ``rename_exchange``,
+which replaces the runtime's own state files where ``os.rename`` would. The functions of ``os`` that
 change the calling process or need privilege (``OS_CALLS``: setresuid, setgroups, chroot,
 dup2, closerange, mknod, chown, kill, umask, fork, execve, _exit...) are recorded as
 ``os.<name>`` and not made, so a phase can run inside a test process: ``os.mknod`` leaves an

@@ -1,4 +1,5 @@
-"""Mount calls: mount(2), umount2(2), pivot_root(2), the new mount API, openat2 and fstatfs."""
+"""Mount calls: mount(2), umount2(2), pivot_root(2), the new mount API, openat2 and fstatfs;
+and renameat2(2) RENAME_EXCHANGE."""
 
 from __future__ import annotations
 
@@ -17,11 +18,12 @@ from ocirt.linux.syscalls.consts import (
     MOVE_MOUNT_T_EMPTY_PATH,
     OPEN_TREE_CLOEXEC,
     OPEN_TREE_CLONE,
+    RENAME_EXCHANGE,
 )
 from ocirt.linux.syscalls.libc import LIBC, b, fail, syscall
 
 CALLS = ("mount", "umount2", "pivot_root", "openat2", "open_tree", "move_mount",
-         "mount_setattr", "fsmount_new", "fstatfs_type")
+         "mount_setattr", "fsmount_new", "fstatfs_type", "rename_exchange")
 
 _mount = LIBC.mount
 _mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
@@ -127,3 +129,14 @@ def fstatfs_type(fd: int) -> int:
     if syscall("fstatfs", ctypes.c_long(fd), ctypes.byref(buf)) != 0:
         raise fail(f"fstatfs({fd})")
     return int(buf.f_type) & 0xFFFFFFFF
+
+
+_renameat2 = LIBC.renameat2
+_renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                       ctypes.c_uint]
+
+
+def rename_exchange(path_a: str, path_b: str) -> None:
+    """Swap two existing names in one step (renameat2 with RENAME_EXCHANGE)."""
+    if _renameat2(AT_FDCWD, b(path_a), AT_FDCWD, b(path_b), RENAME_EXCHANGE) != 0:
+        raise fail(f"renameat2({path_a!r}, {path_b!r}, RENAME_EXCHANGE)")
