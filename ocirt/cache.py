@@ -2,7 +2,8 @@
 
 Both caches live under one directory (``cache_dir``): ``$OCIRT_CACHE_DIR`` if set, else
 ``/var/cache/ocirt`` for root, else ``$XDG_CACHE_HOME/ocirt`` (``~/.cache/ocirt``); both name
-their entries by a ``sha256`` of what the entry depends on. A cache file is only trusted when it
+their entries by what the entry depends on (the seccomp filters by a ``sha256`` of the rules,
+the validator by the identity of its source files). A cache file is only trusted when it
 and its directory belong to us and nobody else can write them; it is written atomically (a
 temporary file, then rename), and failing to write it is never an error: the caller just
 compiles again next time.

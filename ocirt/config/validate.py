@@ -1,8 +1,10 @@
 """Validate config.json and state documents against ``schemas/``, fast, without jsonschema.
 
 The schemas are compiled once into Python by ``compile_schema`` and the code object is cached
-with ``marshal`` in ``cache_dir()``, named by a sha256 of the schema files, a crc32 of the
-generator's source and the Python version; loading it costs well under a millisecond. A cache
+with ``marshal`` in ``cache_dir()``, named by the Python version and the identity of the schema
+files and the generator's source (device, inode, size and modification time in ns of each, as
+the code pack and Python's own ``.pyc`` check their sources): finding and loading it reads
+no schema and costs well under a millisecond. A cache
 that cannot be read or written (read-only disk, foreign owner, corrupt file) only costs speed:
 the schemas are then compiled in memory. Nothing here imports ``typing``, ``hashlib`` or ``re``
 up front: each costs milliseconds, and this runs on every ``ocirt create``.
@@ -19,9 +21,8 @@ from __future__ import annotations
 import marshal
 import os
 import sys
-import zlib
 
-from ocirt.cache import cache_dir, read_trusted, sha256, write_atomic
+from ocirt.cache import cache_dir, read_trusted, write_atomic
 from ocirt.errors import ConfigError, SyscallError
 
 TYPE_CHECKING = False
@@ -70,20 +71,28 @@ def load_validator(schemas: str | None = None, cache: str | None = None) -> Runn
     schemas = schemas or schema_dir()
     cache = cache or cache_dir()
     try:
-        files = _read_schemas(schemas)
+        key = _key(schemas)
     except OSError as err:
-        raise SyscallError.of(f"reading {schemas}", err, "cannot read the config schemas",
-                              "see OCIRT_SCHEMA_DIR") from None
-    path = os.path.join(cache, f"validator-{sys.implementation.cache_tag}-{_key(files)}.marshal")
+        raise _unreadable(schemas, err) from None
+    path = os.path.join(cache, f"validator-{sys.implementation.cache_tag}-{key}.marshal")
     code = _load_code(path)
     if code is not None:
         try:
             return _instantiate(code)
         except Exception:
             pass  # a damaged cache file: fall through and rebuild it
+    try:
+        files = _read_schemas(schemas)
+    except OSError as err:
+        raise _unreadable(schemas, err) from None
     code = compile_validator(files)
     _store_code(path, code)
     return _instantiate(code)
+
+
+def _unreadable(schemas: str, err: OSError) -> SyscallError:
+    return SyscallError.of(f"reading {schemas}", err, "cannot read the config schemas",
+                           "see OCIRT_SCHEMA_DIR")
 
 
 def build_validator(files: dict[str, bytes]) -> Runner:
@@ -110,27 +119,35 @@ def _instantiate(code: CodeType) -> Runner:
 
 def _read_schemas(directory: str) -> dict[str, bytes]:
     files = {}
-    for name in sorted(os.listdir(directory)):
-        if name.endswith(".json"):
-            with open(os.path.join(directory, name), "rb") as f:
-                files[name] = f.read()
+    for name in _schema_names(directory):
+        with open(os.path.join(directory, name), "rb") as f:
+            files[name] = f.read()
     return files
 
 
-def _key(files: dict[str, bytes]) -> str:
-    digest = sha256()
-    digest.update(f"{sys.hexversion}\0".encode())
-    for name, data in files.items():
-        digest.update(f"{name}\0{len(data)}\0".encode())
-        digest.update(data)
-    for generator in _GENERATOR:
+def _schema_names(directory: str) -> list[str]:
+    return sorted(name for name in os.listdir(directory) if name.endswith(".json"))
+
+
+def _key(directory: str) -> str:
+    """The cache key: the Python version, then each schema file's and generator file's name,
+    device, inode, size and mtime (ns). An edited, replaced or added file changes it; a copy
+    elsewhere (``$OCIRT_SCHEMA_DIR``) has other inodes. Only ints are hashed, whose ``hash``
+    is the same in every process (no hash randomisation), and the cache file name carries the
+    Python version too."""
+    parts: list[int] = [sys.hexversion]
+    names = _schema_names(directory)
+    paths = [(os.path.join(directory, name), True) for name in names]
+    for path, needed in paths + [(generator, False) for generator in _GENERATOR]:
         try:
-            with open(generator, "rb") as f:  # crc32: 10x faster than sha256, enough to see edits
-                digest.update(b"%08x" % zlib.crc32(f.read()))
+            st = os.stat(path)
         except OSError:
-            pass
-    hexdigest: str = digest.hexdigest()
-    return hexdigest[:40]
+            if needed:
+                raise
+            continue  # a generator file missing: it is needed only on a cache miss
+        parts += (int.from_bytes(os.fsencode(path), "little"), st.st_dev, st.st_ino,
+                  st.st_size, st.st_mtime_ns)
+    return f"{hash(tuple(parts)) & 0xFFFFFFFFFFFFFFFF:016x}"
 
 
 def _load_code(path: str) -> CodeType | None:

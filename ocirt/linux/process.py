@@ -9,7 +9,6 @@ runc's words, which managers such as podman map to exit codes 127 and 126.
 from __future__ import annotations
 
 import os
-import resource
 from _functools import partial  # functools.partial; functools imports collections (~2 ms)
 
 from ocirt.errors import ConfigError, ExecError, OcirtError, SyscallError, errno_text
@@ -51,8 +50,8 @@ def environment(entries: list[str], where: str = "$.process.env") -> dict[str, s
 
 
 def rlimit_number(name: str, index: int) -> int:
-    number = getattr(resource, name, None)
-    if not isinstance(number, int):
+    number = sc.RLIMITS.get(name)
+    if number is None:
         raise ConfigError(f"$.process.rlimits[{index}].type", f"unknown rlimit {name!r}")
     return number
 
@@ -311,10 +310,10 @@ def _setgroups_denied() -> bool:
 
 def _setrlimit(name: str, number: int, soft: int, hard: int) -> None:
     try:
-        resource.setrlimit(number, (soft, hard))
-    except (OSError, ValueError) as err:
-        current = resource.getrlimit(number)
-        why = errno_text(err) if isinstance(err, OSError) else str(err)
+        sc.setrlimit(number, soft, hard)
+    except OSError as err:
+        current = sc.getrlimit(number)
+        why = errno_text(err)
         if hard > current[1]:
             why += " (raising a hard limit needs CAP_SYS_RESOURCE)"
         raise OcirtError(f"setrlimit {name} soft={soft} hard={hard} ($.process.rlimits; "

@@ -60,6 +60,16 @@ def test_rlimits_from_outside(rt, make_config, bundle):
     assert inside == [str(x) for x in wanted["RLIMIT_NOFILE"]]
 
 
+@pytest.mark.skipif(resource.getrlimit(resource.RLIMIT_CORE)[1] != resource.RLIM_INFINITY,
+                    reason="needs an unlimited hard RLIMIT_CORE to ask for it")
+def test_unlimited_rlimit(rt, make_config, bundle):
+    """2**64 - 1 (the largest uint64 the schema allows) is RLIM_INFINITY, as for runc."""
+    unlimited = 2**64 - 1
+    _, pid = sleeper(rt, make_config, bundle, process__rlimits=[
+        {"type": "RLIMIT_CORE", "soft": unlimited, "hard": unlimited}])
+    assert limits_of(pid)["Max core file size"] == ("unlimited", "unlimited")
+
+
 def test_unset_rlimits_are_inherited(rt, make_config, bundle):
     _, pid = sleeper(rt, make_config, bundle, process__rlimits=None)
     theirs, ours = limits_of(pid), limits_of("self")

@@ -8,7 +8,8 @@ values themselves.
 
   mounts     mount, umount2, pivot_root, openat2, the new mount API, fstatfs,
              renameat2 RENAME_EXCHANGE                               (re-exported here)
-  task       unshare, setns, prctl, hostnames, keyring, scheduling, clone3    (re-exported here)
+  task       unshare, setns, prctl, hostnames, keyring, scheduling, rlimits, clone3
+                                                                   (re-exported here)
   capng      libcap-ng, loaded on first use                       (import the module itself)
   seccomp    seccomp(2); libseccomp and pyseccomp, loaded on first use   (import the module)
   bpf        bpf(2) for cgroup v2 device programs                         (import the module)
@@ -39,6 +40,7 @@ from ocirt.linux.syscalls.mounts import (
 )
 from ocirt.linux.syscalls.task import (
     fork_into_cgroup,
+    getrlimit,
     ioprio_set,
     join_session_keyring,
     personality,
@@ -49,6 +51,7 @@ from ocirt.linux.syscalls.task import (
     setdomainname,
     sethostname,
     setns,
+    setrlimit,
     unshare,
 )
 
@@ -56,11 +59,13 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ocirt.linux.syscalls.double import Recorder
 
-__all__ = ["fork_into_cgroup", "fsmount_new", "fstatfs_type", "ioprio_set", "join_session_keyring",
+__all__ = ["fork_into_cgroup", "fsmount_new", "fstatfs_type", "getrlimit", "ioprio_set",
+           "join_session_keyring",
            "mount", "mount_setattr", "move_mount", "open_tree", "openat2", "personality",
            "pivot_root", "prctl", "recording", "rename_exchange", "sched_setaffinity",
            "sched_setattr",
-           "set_mempolicy", "setdomainname", "sethostname", "setns", "umount2", "unshare"]
+           "set_mempolicy", "setdomainname", "sethostname", "setns", "setrlimit", "umount2",
+           "unshare"]
 
 
 def recording(results: dict[str, object] | None = None,

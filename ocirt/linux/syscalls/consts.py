@@ -95,3 +95,12 @@ SECCOMP_SET_MODE_FILTER = 1
 SECCOMP_MODE_FILTER = 2
 SECCOMP_FILTER_FLAG_TSYNC = 1
 SECCOMP_FILTER_FLAG_NEW_LISTENER = 8
+
+# Resource limits (asm-generic/resource.h: every machine in numbers.TABLE), by the names
+# config.json uses: those Python's ``resource`` module knew, which ocirt accepted before it
+# called prlimit itself (RLIMIT_OFILE is glibc's old name of RLIMIT_NOFILE).
+RLIMITS = {"RLIMIT_CPU": 0, "RLIMIT_FSIZE": 1, "RLIMIT_DATA": 2, "RLIMIT_STACK": 3,
+           "RLIMIT_CORE": 4, "RLIMIT_RSS": 5, "RLIMIT_NPROC": 6, "RLIMIT_NOFILE": 7,
+           "RLIMIT_OFILE": 7, "RLIMIT_MEMLOCK": 8, "RLIMIT_AS": 9, "RLIMIT_SIGPENDING": 11,
+           "RLIMIT_MSGQUEUE": 12, "RLIMIT_NICE": 13,
+           "RLIMIT_RTPRIO": 14, "RLIMIT_RTTIME": 15}

@@ -1,10 +1,12 @@
 """Calls that change the calling process (the kernel's task): namespaces, prctl, names,
-keyring, personality, scheduling, NUMA policy, and a fork into a cgroup2 directory."""
+keyring, personality, scheduling, NUMA policy, resource limits, and a fork into a cgroup2
+directory."""
 
 from __future__ import annotations
 
 import ctypes
 import errno
+from struct import Struct
 
 from ocirt.errors import SyscallError
 from ocirt.linux.syscalls.consts import (
@@ -16,9 +18,11 @@ from ocirt.linux.syscalls.consts import (
 from ocirt.linux.syscalls.libc import LIBC, b, errno_now, fail, syscall
 from ocirt.linux.syscalls.numbers import NR
 
+_RLIMIT64 = Struct("=QQ")  # struct rlimit64: soft, hard
+
 CALLS = ("unshare", "setns", "prctl", "sethostname", "setdomainname", "join_session_keyring",
          "personality", "set_mempolicy", "ioprio_set", "sched_setattr", "sched_setaffinity",
-         "fork_into_cgroup")
+         "fork_into_cgroup", "setrlimit", "getrlimit")
 
 _unshare = LIBC.unshare
 _unshare.argtypes = [ctypes.c_int]
@@ -115,6 +119,26 @@ def sched_setaffinity(pid: int, mask: bytes, cpus: str) -> None:
     """Set ``pid``'s CPU mask (bit N: CPU N); ``cpus`` says which, for the error."""
     if _sched_setaffinity(pid, len(mask), mask) != 0:
         raise fail(f"sched_setaffinity({pid}, [{cpus}])")
+
+
+def setrlimit(resource: int, soft: int, hard: int) -> None:
+    """The calling process's limit ``resource`` (prlimit64; 2**64 - 1 is RLIM_INFINITY)."""
+    call = f"setrlimit({resource}, soft={soft}, hard={hard})"
+    for value in (soft, hard):
+        if not 0 <= value < 1 << 64:
+            raise SyscallError(call, errno.EINVAL, "a limit is 0 to 2**64 - 1")
+    # struct rlimit64 as bytes: no ctypes.Structure class to build at import (page faults)
+    if LIBC.prlimit64(0, resource, _RLIMIT64.pack(soft, hard), None) != 0:
+        raise fail(call)
+
+
+def getrlimit(resource: int) -> tuple[int, int]:
+    """The calling process's limit ``resource``: (soft, hard)."""
+    old = ctypes.create_string_buffer(_RLIMIT64.size)
+    if LIBC.prlimit64(0, resource, None, old) != 0:
+        raise fail(f"getrlimit({resource})")
+    soft, hard = _RLIMIT64.unpack(old.raw)
+    return soft, hard
 
 
 class _CloneArgs(ctypes.Structure):
