@@ -29,8 +29,8 @@ from ocirt.container.state import (
     Status,
     Store,
     process_start_time,
-    write_pid_file,
 )
+from ocirt.container.statefiles import write_pid_file
 from ocirt.container.sync import Channel, lapper, reap
 from ocirt.errors import ConfigError, OcirtError
 from ocirt.linux import hostmounts, namespaces

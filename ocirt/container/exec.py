@@ -21,7 +21,8 @@ import os
 from ocirt import OCI_VERSION
 from ocirt.container import exec_phases, protocol
 from ocirt.container.exec_phases import ExecLive, ExecPlan
-from ocirt.container.state import Status, Store, write_pid_file
+from ocirt.container.state import Status, Store
+from ocirt.container.statefiles import write_pid_file
 from ocirt.container.sync import Channel, lapper, reap
 from ocirt.errors import ConfigError, OcirtError, StateError, SyscallError, errno_text
 from ocirt.linux import affinity, cgroups, namespaces, pidfd

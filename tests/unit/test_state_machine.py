@@ -14,8 +14,8 @@ from ocirt.container.state import (
     Store,
     check_id,
     process_start_time,
-    write_atomic,
 )
+from ocirt.container.statefiles import write_atomic
 from ocirt.errors import ContainerExists, ContainerNotFound, InvalidID, StateDamaged
 
 
