@@ -14,7 +14,14 @@ from _functools import partial  # functools.partial; functools imports collectio
 
 from ocirt import log
 from ocirt.container import protocol
-from ocirt.container.blocks import Joining, join_steps, labelled, not_dumpable, runtime_steps
+from ocirt.container.blocks import (
+    Joining,
+    join_steps,
+    labelled,
+    new_session,
+    not_dumpable,
+    runtime_steps,
+)
 from ocirt.container.init import run_child
 from ocirt.container.sync import Channel, reap
 from ocirt.errors import OcirtError
@@ -237,7 +244,7 @@ def _process_items(plan: ExecPlan, live: ExecLive) -> list[Step | Note]:
         Step("close every fd but stdio, the sync channel, the console socket and "
              "--preserve-fds", partial(_close_fds, plan, live), label)]
     if plan.terminal:
-        items += [Step("setsid", os.setsid, label),
+        items += [Step("setsid", new_session, label),
                   Step("the console: a new pty, its master sent to the console socket, the "
                        "slave as stdio and controlling terminal", partial(_take_console, plan,
                                                                           live), label)]

@@ -6,10 +6,10 @@ import os
 from _functools import partial  # functools.partial; functools imports collections (~2 ms)
 
 from ocirt.container import hooks
-from ocirt.container.blocks import hooks_text, labelled, not_dumpable
+from ocirt.container.blocks import hooks_text, labelled, new_session, not_dumpable
 from ocirt.container.init import exit_on_signals, state_document
 from ocirt.errors import OcirtError
-from ocirt.linux import namespaces, netdevices, procfs
+from ocirt.linux import netdevices, procfs
 from ocirt.linux import syscalls as sc
 from ocirt.linux.plan import Note, Step
 from ocirt.linux.process import close_extra_fds
@@ -26,7 +26,7 @@ def init_items(plan: ContainerPlan, live: Live) -> list[Step | Note]:
         Step("prctl(PR_SET_DUMPABLE, 0)", not_dumpable, label),
         Step("SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2: exit (PID 1 ignores a signal "
              "it has no handler for)", exit_on_signals, label),
-        Step("setsid", os.setsid, label)]
+        Step("setsid", new_session, label)]
     if not plan.options.no_new_keyring:
         name = f"_ses.{plan.container_id}"
         items.append(Step(f"join a new session keyring {name}",
@@ -55,7 +55,7 @@ def init_items(plan: ContainerPlan, live: Live) -> list[Step | Note]:
                           label))
     label = "network: loopback, devices"
     if "network" in plan.namespaces.create:
-        items.append(Step("bring up lo", namespaces.loopback_up, label))
+        items.append(Step("bring up lo", _loopback_up, label))
     items += labelled(netdevices.setup_steps(plan.net_devices), label)
     if not plan.namespaces.has("mount"):
         items.append(Note("no mount namespace of its own: these mounts are made in the "
@@ -126,3 +126,7 @@ def _no_process() -> None:
 
 def _join_keyring(name: str) -> None:
     sc.join_session_keyring(name)
+
+
+def _loopback_up() -> None:
+    sc.loopback_up()

@@ -7,10 +7,8 @@ children, so the stage that enters them forks the container's init afterwards.
 
 from __future__ import annotations
 
-import _socket  # not ``socket``: it imports enum and selectors (~4 ms)
 import fcntl
 import os
-import struct
 
 from ocirt.errors import ConfigError, SyscallError
 from ocirt.linux import procfs
@@ -175,17 +173,3 @@ def write_id_maps(pid: int, linux: dict[str, Any]) -> None:
             raise SyscallError.of(f"write(/proc/{pid}/{name}, {lines.strip()!r})", err,
                                   f"writing the id map of $.linux.{key}") from err
 
-
-def loopback_up() -> None:
-    """Bring up ``lo`` in a new network namespace (SIOCGIFFLAGS/SIOCSIFFLAGS on it)."""
-    siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
-    sock = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
-    try:
-        request = struct.pack("16sh14x", b"lo", 0)
-        flags = struct.unpack("16sh14x", fcntl.ioctl(sock, siocgifflags, request))[1]
-        fcntl.ioctl(sock, siocsifflags, struct.pack("16sh14x", b"lo", flags | iff_up))
-    except OSError as err:
-        raise SyscallError.of("ioctl('lo', SIOCGIFFLAGS/SIOCSIFFLAGS, IFF_UP)", err,
-                              "bringing up the loopback interface") from err
-    finally:
-        sock.close()

@@ -8,7 +8,8 @@ values themselves.
 
   mounts     mount, umount2, pivot_root, openat2, the new mount API, fstatfs,
              renameat2 RENAME_EXCHANGE                               (re-exported here)
-  task       unshare, setns, prctl, hostnames, keyring, scheduling, rlimits, clone3
+  task       unshare, setns, prctl, hostnames, keyring, scheduling, rlimits, clone3,
+             bringing up lo
                                                                    (re-exported here)
   capng      libcap-ng, loaded on first use                       (import the module itself)
   seccomp    seccomp(2); libseccomp and pyseccomp, loaded on first use   (import the module)
@@ -43,6 +44,7 @@ from ocirt.linux.syscalls.task import (
     getrlimit,
     ioprio_set,
     join_session_keyring,
+    loopback_up,
     personality,
     prctl,
     sched_setaffinity,
@@ -60,7 +62,7 @@ if TYPE_CHECKING:
     from ocirt.linux.syscalls.double import Recorder
 
 __all__ = ["fork_into_cgroup", "fsmount_new", "fstatfs_type", "getrlimit", "ioprio_set",
-           "join_session_keyring",
+           "join_session_keyring", "loopback_up",
            "mount", "mount_setattr", "move_mount", "open_tree", "openat2", "personality",
            "pivot_root", "prctl", "recording", "rename_exchange", "sched_setaffinity",
            "sched_setattr",

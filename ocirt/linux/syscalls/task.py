@@ -1,11 +1,13 @@
 """Calls that change the calling process (the kernel's task): namespaces, prctl, names,
-keyring, personality, scheduling, NUMA policy, resource limits, and a fork into a cgroup2
-directory."""
+keyring, personality, scheduling, NUMA policy, resource limits, a fork into a cgroup2
+directory, and bringing up the loopback interface of the network namespace it is in."""
 
 from __future__ import annotations
 
+import _socket  # not ``socket``: it imports enum and selectors (~4 ms)
 import ctypes
 import errno
+import fcntl
 from struct import Struct
 
 from ocirt.errors import SyscallError
@@ -19,10 +21,11 @@ from ocirt.linux.syscalls.libc import LIBC, b, errno_now, fail, syscall
 from ocirt.linux.syscalls.numbers import NR
 
 _RLIMIT64 = Struct("=QQ")  # struct rlimit64: soft, hard
+_IFREQ_FLAGS = Struct("16sh14x")  # struct ifreq: the name, ifr_flags
 
 CALLS = ("unshare", "setns", "prctl", "sethostname", "setdomainname", "join_session_keyring",
          "personality", "set_mempolicy", "ioprio_set", "sched_setattr", "sched_setaffinity",
-         "fork_into_cgroup", "setrlimit", "getrlimit")
+         "fork_into_cgroup", "setrlimit", "getrlimit", "loopback_up")
 
 _unshare = LIBC.unshare
 _unshare.argtypes = [ctypes.c_int]
@@ -175,3 +178,18 @@ def fork_into_cgroup(cgroup_fd: int) -> int:
     if pid < 0:
         raise SyscallError(call, code)
     return pid
+
+
+def loopback_up() -> None:
+    """Bring up ``lo`` in this process's network namespace (SIOCGIFFLAGS/SIOCSIFFLAGS)."""
+    siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
+    sock = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+    try:
+        request = _IFREQ_FLAGS.pack(b"lo", 0)
+        flags = _IFREQ_FLAGS.unpack(fcntl.ioctl(sock, siocgifflags, request))[1]
+        fcntl.ioctl(sock, siocsifflags, _IFREQ_FLAGS.pack(b"lo", flags | iff_up))
+    except OSError as err:
+        raise SyscallError.of("ioctl('lo', SIOCGIFFLAGS/SIOCSIFFLAGS, IFF_UP)", err,
+                              "bringing up the loopback interface") from err
+    finally:
+        sock.close()
