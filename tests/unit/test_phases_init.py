@@ -29,21 +29,11 @@ from ocirt.linux import plan as steps
 from ocirt.linux import syscalls as sc
 from ocirt.linux.syscalls.double import Stopped
 from ocirt.timings import Timings
+from tests.phase_double import explained, in_order
 from tests.testkit import BUSYBOX_ROOTFS
 
 INIT = ("init, before it reports ready", "init, on start")
 HOOK = {"path": "/bin/true"}
-
-
-def _explained(text: str) -> list[tuple[str, str]]:
-    """--explain's (phase heading, step text) pairs; notes left out."""
-    pairs, heading = [], ""
-    for line in text.splitlines()[1:]:
-        if not line.startswith("  "):
-            heading = line[:-1]
-        elif not line.startswith("  # "):
-            pairs.append((heading, line[2:]))
-    return pairs
 
 
 def _busybox(tmp_path: Path, with_hooks: bool) -> tuple[str, dict[str, Any]]:
@@ -137,29 +127,18 @@ def _run_init(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hooks: bool,
     return report, plan, spoken
 
 
-def _in_order(made_by: list[str], texts: list[str]) -> bool:
-    """The steps that made the calls come in the phase's order (a step may make several
-    calls, and the same text may be two steps)."""
-    at = 0
-    for text in made_by:
-        if text not in texts[at:]:
-            return False
-        at += texts[at:].index(text)
-    return True
-
-
 @pytest.mark.parametrize("hooks, timings", [(False, False), (True, True)])
-def test_init_calls_are_its_steps_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def test_init_calls_are_its_stepsin_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                            hooks: bool, timings: bool) -> None:
     report, plan, spoken = _run_init(tmp_path, monkeypatch, hooks, timings)
     assert report["stopped"] == "os.execve"  # the last step: the program, not a return
     calls = [tuple(call) for call in report["calls"]]
     assert calls and all(step is not None for _, _, step in calls), [
         call for call in calls if call[2] is None]  # nothing acts outside a step
-    listed = [pair for pair in _explained(plan.explain()) if pair[0] in INIT]
+    listed = [pair for pair in explained(plan.explain()) if pair[0] in INIT]
     assert [tuple(pair) for pair in report["ran"]] == listed  # --explain is what ran
     texts = [text for _, text in listed]
-    assert _in_order([step for _, _, step in calls], texts)
+    assert in_order([step for _, _, step in calls], texts)
     made = {name for name, _, _ in calls}
     assert {"prctl", "os.setsid", "join_session_keyring", "loopback_up", "pivot_root",
             "sethostname", "os.umask", "os.execve"} <= made, made
@@ -197,7 +176,7 @@ def _fake_cgroupfs(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         cgroups.discover(mountinfo, "5:devices:/\n4:memory:/\n"), "ocirt-ph"))
 
 
-def test_runtime_calls_are_its_steps_in_order(tmp_path: Path,
+def test_runtime_calls_are_its_stepsin_order(tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """create's own phases, in this process (they act on the runtime only): before it forks
     stage-1, then while stage-1 and init set up, the children's side fed on the channel."""
@@ -228,7 +207,7 @@ def test_runtime_calls_are_its_steps_in_order(tmp_path: Path,
         children.close()
     assert live.init_pid == live.state.pid == 4343 and live.stage1_pid == 0
     runtime = ("runtime, before it forks stage-1", "runtime, while stage-1 and init set up")
-    listed = [pair for pair in _explained(plan.explain()) if pair[0] in runtime]
+    listed = [pair for pair in explained(plan.explain()) if pair[0] in runtime]
     assert recorder.ran == listed
     texts = [text for _, text in listed]
     made = [(call.name, call.step.text if isinstance(call.step, steps.Step) else None)
