@@ -25,6 +25,7 @@ from ocirt.linux import plan as steps
 from ocirt.linux import syscalls as sc
 from ocirt.linux.process import ProcessSetup
 from ocirt.timings import Timings
+from tests.phase_double import explained
 
 HOOK = {"path": "/bin/true"}
 
@@ -52,16 +53,6 @@ def _hooks(config: dict[str, Any]) -> dict[str, Any]:
     config["hooks"] = {kind: [HOOK] for kind in ("prestart", "createRuntime",
                                                  "createContainer", "startContainer")}
     return config
-
-
-def _explained(text: str) -> list[tuple[str, str]]:
-    pairs, heading = [], ""
-    for line in text.splitlines()[1:]:
-        if not line.startswith("  "):
-            heading = line[:-1]
-        elif not line.startswith("  # "):
-            pairs.append((heading, line[2:]))
-    return pairs
 
 
 def _recorded(all_phases: list[steps.Phase]) -> list[tuple[str, str]]:
@@ -92,7 +83,7 @@ def test_explain_lists_exactly_the_steps_the_phases_run(tmp_path: Path, name: st
     bundle, config = _config(tmp_path)
     plan = planning.build("ph", bundle, CONFIGS[name](config),
                           planning.Options(timings=Timings("runtime", 0.0)))
-    listed = _explained(plan.explain())
+    listed = explained(plan.explain())
     assert listed == _recorded(phases.build(plan, phases.Live()).all())
     assert len(listed) > 20
     texts = [text for _, text in listed]
@@ -102,7 +93,7 @@ def test_explain_lists_exactly_the_steps_the_phases_run(tmp_path: Path, name: st
 def test_time_offsets_follow_the_unshare_of_the_time_namespace(tmp_path: Path) -> None:
     bundle, config = _config(tmp_path)
     plan = planning.build("ph", bundle, CONFIGS["time"](config), planning.Options())
-    listed = _explained(plan.explain())
+    listed = explained(plan.explain())
     stage1 = [text for heading, text in listed if heading.startswith("stage-1")]
     unshare = next(i for i, text in enumerate(stage1) if "CLONE_NEWTIME" in text)
     request = stage1.index('sync: {"timens"} to the runtime, wait for {"offsets"}')
@@ -281,4 +272,4 @@ def test_exec_joins_with_creates_steps(monkeypatch: pytest.MonkeyPatch) -> None:
     created = blocks.join_steps(joins, live, [], True, "")
     assert [step.text for step in created] == [
         text for _, text in recorder.ran if text.startswith(("setns", "setresgid", "close"))]
-    assert _explained(explain_exec(plan)) == _recorded(build_exec(plan, ExecLive()).all())
+    assert explained(explain_exec(plan)) == _recorded(build_exec(plan, ExecLive()).all())

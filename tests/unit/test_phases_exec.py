@@ -11,7 +11,6 @@ they run here, stage-1's side fed on the channel.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 from typing import Any
@@ -21,16 +20,15 @@ import pytest
 from ocirt.config.default import default_spec
 from ocirt.container import protocol
 from ocirt.container.exec import ExecOptions
-from ocirt.container.exec_phases import ExecLive, ExecPhases, ExecPlan
+from ocirt.container.exec_phases import ExecLive, ExecPlan
 from ocirt.container.exec_phases import build as build_exec
 from ocirt.container.exec_phases import explain as explain_exec
 from ocirt.container.sync import Channel
 from ocirt.linux import plan as steps
 from ocirt.linux import syscalls as sc
 from ocirt.linux.process import ProcessSetup
-from ocirt.linux.syscalls.double import Stopped
 from ocirt.timings import Timings
-from tests.phase_double import explained, in_order
+from tests.phase_double import explained, in_order, run_forked
 
 PROCESS = "process, sets itself up and execs"
 NOT_A_CHILD = 99999999  # stage-1's pid under the double (waitpid: not ours)
@@ -42,63 +40,21 @@ def _plan(timings: bool) -> ExecPlan:
     return ExecPlan(ProcessSetup(process, 0), process, options, None, (None, None), [], False)
 
 
-def _child(built: ExecPhases, answer: int) -> None:
-    """In the forked child: the process's phase under the double; the record to ``answer``."""
-    recorder = steps.Recorder()
-    report: dict[str, Any] = {"stopped": None, "error": None}
-    try:
-        with sc.recording() as calls:
-            previous = steps.watch(recorder)
-            try:
-                built.process.run()
-            except Stopped as stop:
-                report["stopped"] = stop.call.name
-            finally:
-                steps.watch(previous)
-        report["calls"] = [(call.name, repr(call.args),
-                            call.step.text if isinstance(call.step, steps.Step) else None)
-                           for call in calls]
-        report["ran"] = recorder.ran
-    except BaseException as err:  # (reported to the test in the parent)
-        report["error"] = repr(err)
-    finally:
-        data = json.dumps(report).encode()
-        while data:
-            data = data[os.write(answer, data):]
-        os._exit(0)
-
-
 def _run_process(plan: ExecPlan) -> tuple[dict[str, Any], ExecLive, list[str]]:
     live = ExecLive()
     parent_end, live.child_end = Channel.pair()
     live.process = protocol.Process(live.child_end, plan.options.timings)
     live.phases = build_exec(plan, live)
-    reading, answer = os.pipe()
-    plan.setup.inherited = plan.setup.inherited | {answer}  # kept as --preserve-fds
-    pid = os.fork()
-    if pid == 0:
-        os.close(reading)
-        parent_end.close()
-        _child(live.phases, answer)
-    os.close(answer)
-    live.child_end.close()
-    spoken: list[str] = []
-    failed: BaseException | None = None
-    try:
-        parent_end.sock.settimeout(30)  # a missing message fails the test, not hangs it
-        if plan.options.timings is not None:
-            spoken.append(parent_end.expect(protocol.TIMINGS, "test")["type"])
-    except Exception as err:  # (the child's own report says why, first)
-        failed = err
-    finally:
-        parent_end.close()
-        with os.fdopen(reading, "rb") as pipe:
-            data = pipe.read()
-        _, status = os.waitpid(pid, 0)
-    report: dict[str, Any] = json.loads(data)
-    assert report["error"] is None, report["error"]
-    assert failed is None, failed
-    assert os.waitstatus_to_exitcode(status) == 0
+
+    def keep(fd: int) -> None:
+        plan.setup.inherited = plan.setup.inherited | {fd}
+
+    def talk(channel: Channel) -> list[str]:
+        if plan.options.timings is None:
+            return []
+        return [channel.expect(protocol.TIMINGS, "test")["type"]]
+
+    report, spoken = run_forked(live.phases.process.run, parent_end, live.child_end, keep, talk)
     return report, live, spoken
 
 

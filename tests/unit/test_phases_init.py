@@ -20,16 +20,17 @@ from typing import Any
 
 import pytest
 
-from ocirt.container import hooks, phases, protocol
+from ocirt.container import hooks as hook_runner
+from ocirt.container import phases, protocol
 from ocirt.container import plan as planning
 from ocirt.container.sync import Channel
 from ocirt.identity import running_rootless
 from ocirt.linux import cgroups
 from ocirt.linux import plan as steps
 from ocirt.linux import syscalls as sc
-from ocirt.linux.syscalls.double import Stopped
+from ocirt.linux.syscalls.double import Recorder
 from ocirt.timings import Timings
-from tests.phase_double import explained, in_order
+from tests.phase_double import explained, in_order, run_forked
 from tests.testkit import BUSYBOX_ROOTFS
 
 INIT = ("init, before it reports ready", "init, on start")
@@ -47,35 +48,6 @@ def _busybox(tmp_path: Path, with_hooks: bool) -> tuple[str, dict[str, Any]]:
     return str(tmp_path), config
 
 
-def _child(built: phases.CreatePhases, answer: int) -> None:
-    """In the forked child: init's two phases under the double; the record to ``answer``."""
-    recorder = steps.Recorder()
-    report: dict[str, Any] = {"stopped": None, "error": None}
-    try:
-        with sc.recording() as calls:
-            # a hook is a program the runtime forks and execs: recorded as one call
-            hooks.run_hook = lambda hook, state, name: calls.record("hook", (name,), {})
-            previous = steps.watch(recorder)
-            try:
-                for phase in (built.init, built.on_start):
-                    phase.run()
-            except Stopped as stop:
-                report["stopped"] = stop.call.name
-            finally:
-                steps.watch(previous)
-        report["calls"] = [(call.name, repr(call.args),
-                            call.step.text if isinstance(call.step, steps.Step) else None)
-                           for call in calls]
-        report["ran"] = recorder.ran
-    except BaseException as err:  # (reported to the test in the parent)
-        report["error"] = repr(err)
-    finally:
-        data = json.dumps(report).encode()
-        while data:
-            data = data[os.write(answer, data):]
-        os._exit(0)
-
-
 def _run_init(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hooks: bool,
               timings: bool) -> tuple[
         dict[str, Any], planning.ContainerPlan, list[str]]:
@@ -89,41 +61,35 @@ def _run_init(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hooks: bool,
     live.init = protocol.Init(live.child_end, options.timings)
     live.listener = None  # (start comes on the sync channel, as for `run`)
     built = phases.build(plan, live)
-    reading, answer = os.pipe()
-    plan.process.inherited = plan.process.inherited | {answer}  # kept as --preserve-fds
-    pid = os.fork()
-    if pid == 0:
-        os.close(reading)
-        parent_end.close()
-        _child(built, answer)
-    os.close(answer)
-    live.child_end.close()
-    spoken: list[str] = []
-    failed: BaseException | None = None
-    try:
-        parent_end.sock.settimeout(30)  # a missing message fails the test, not hangs it
-        parent = protocol.Parent(parent_end, None)
+
+    def keep(fd: int) -> None:
+        assert plan.process is not None
+        plan.process.inherited = plan.process.inherited | {fd}
+
+    def talk(channel: Channel) -> list[str]:
+        spoken: list[str] = []
+        parent = protocol.Parent(channel, None)
         if plan.runtime_hooks:
             parent.wait_for_hooks()
             parent.hooks_done()
             spoken += ["hooks", "hooks-done"]
         parent.wait_for_ready()
         spoken.append("ready")
-        reply = protocol.Starter(parent_end, options.timings).start()
+        reply = protocol.Starter(channel, options.timings).start()
         spoken.append("start")
         if reply is not None:
             spoken.append(reply["type"])
-    except Exception as err:  # (the child's own report says why, first)
-        failed = err
-    finally:
-        parent_end.close()
-        with os.fdopen(reading, "rb") as pipe:
-            data = pipe.read()
-        _, status = os.waitpid(pid, 0)
-    report: dict[str, Any] = json.loads(data)
-    assert report["error"] is None, report["error"]
-    assert failed is None, failed
-    assert os.waitstatus_to_exitcode(status) == 0
+        return spoken
+
+    def run() -> None:
+        for phase in (built.init, built.on_start):
+            phase.run()
+
+    def prepare(calls: Recorder) -> None:
+        # a hook is a program the runtime forks and execs: recorded as one call
+        hook_runner.run_hook = lambda hook, state, name: calls.record("hook", (name,), {})
+
+    report, spoken = run_forked(run, parent_end, live.child_end, keep, talk, prepare)
     return report, plan, spoken
 
 
