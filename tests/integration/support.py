@@ -92,6 +92,16 @@ def parse_mountinfo_text(text: str) -> dict[str, dict[str, Any]]:
     return result
 
 
+def propagation_tags(text: str) -> dict[str, set[str]]:
+    """Mountinfo text -> mount point -> optional fields (shared:N, master:N, unbindable)."""
+    result = {}
+    for line in text.splitlines():
+        fields = line.split()
+        if "-" in fields:
+            result[fields[4]] = {tag.split(":")[0] for tag in fields[6:fields.index("-")]}
+    return result
+
+
 def _unescape(text: str) -> str:
     for code, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
         text = text.replace(code, char)

@@ -15,7 +15,13 @@ from pathlib import Path
 import pytest
 
 from .feature_support import host_mountinfo_of, mounts_under, run_ok, started
-from .support import IS_OCIRT, ROOT_MARKS, bind_mount, parse_mountinfo_text
+from .support import (
+    IS_OCIRT,
+    ROOT_MARKS,
+    bind_mount,
+    parse_mountinfo_text,
+    propagation_tags,
+)
 
 pytestmark = ROOT_MARKS
 
@@ -34,16 +40,6 @@ def mounts_of(rt, make_config, bundle, extra_mounts, program=MOUNTINFO, **overri
     config["mounts"] += extra_mounts
     table, _, rest = run_ok(rt, bundle, config).partition("---\n")
     return parse_mountinfo_text(table), rest
-
-
-def propagation_tags(text):
-    """Mountinfo text -> mount point -> optional fields (shared:N, master:N, unbindable)."""
-    result = {}
-    for line in text.splitlines():
-        fields = line.split()
-        if "-" in fields:
-            result[fields[4]] = {tag.split(":")[0] for tag in fields[6:fields.index("-")]}
-    return result
 
 
 def host_mount(*args):

@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from .feature_support import host_mountinfo_of, mounts_under, started
-from .support import IS_OCIRT, ROOT_MARKS, bind_mount, mount_table
+from .support import IS_OCIRT, ROOT_MARKS, bind_mount, mount_table, propagation_tags
 
 pytestmark = ROOT_MARKS
 
@@ -67,15 +67,6 @@ def _shared_mount(path: Path) -> None:
     path.mkdir()
     _mount("--bind", str(path), str(path))
     _mount("--make-shared", str(path))
-
-
-def propagation_tags(text: str) -> dict[str, set[str]]:
-    result = {}
-    for line in text.splitlines():
-        fields = line.split()
-        if "-" in fields:
-            result[fields[4]] = {tag.split(":")[0] for tag in fields[6:fields.index("-")]}
-    return result
 
 
 @pytest.fixture
