@@ -6,16 +6,18 @@ the ``.pyc``, checks its header and reads it (~12 system calls and much Python).
 some 50 of ocirt's modules, ``state`` 9. Set-up (scripts/setup.sh) writes ``codepack.bin``
 beside the installed package (``python -m ocirt.codepack DIR``): every module's code object,
 marshalled, behind an index. The launcher then puts a finder in front of importlib's path
-finder, and each ocirt module costs one ``stat`` of its source, one ``open``/``pread``/``close``
-of the pack and the unmarshalling.
+finder, and each ocirt module costs one ``stat`` of its source, one ``fstat`` and one
+``pread`` of the pack and the unmarshalling.
 
 Nothing changes but the time: a module is served from the pack only while its source file has
 the size and modification time (ns) the pack recorded; otherwise (edited, reinstalled, a pack
 from another Python) the usual import finds it. Modules keep their real ``__file__``,
 ``__path__`` and ``__cached__``, so data files beside them and tracebacks are as before.
-Without a pack (a checkout, ``python -m ocirt``) nothing is installed. The pack is read by
-path for each module, and only while that path is still the file (device and inode) read at
-start-up (else the usual import): never a file of the same name inside a container's root.
+Without a pack (a checkout, ``python -m ocirt``) nothing is installed. The pack is opened once
+(close-on-exec) and read through that descriptor, each time only after ``fstat`` shows it is
+still the file (device and inode) opened at start-up, else the usual import: never a file put
+at the pack's path later (a new pack from set-up, or one inside a container's root after
+pivot_root), nor another file that got the descriptor's number once init closed it.
 
 One more difference, not in behaviour: ``from __future__ import annotations`` is applied when
 the pack is made (the compiler flag) rather than executed, so no command imports ``__future__``
@@ -42,10 +44,11 @@ _SPEC: "Any" = type(sys.__spec__)  # ModuleSpec, without importing importlib.mac
 class PackFinder:
     """A meta path finder (and loader) for the modules of one pack file."""
 
-    def __init__(self, path: str, identity: "tuple[int, int]", index: "dict[str, Any]",
-                 base: int) -> None:
+    def __init__(self, path: str, fd: int, identity: "tuple[int, int]",
+                 index: "dict[str, Any]", base: int) -> None:
         self.path = path
-        self.identity = identity  # (st_dev, st_ino) of the pack read at start-up
+        self.fd = fd  # the pack, open (close-on-exec) since start-up
+        self.identity = identity  # its (st_dev, st_ino)
         # name -> (is_package, source, its mtime (ns), its size, its .pyc path, offset, length)
         self.index = index
         self.base = base  # where the code objects begin in the file
@@ -58,13 +61,13 @@ class PackFinder:
         is_package, origin, mtime_ns, size = entry[:4]
         try:
             st = posix.stat(origin)
-            pack = posix.stat(self.path)
+            pack = posix.fstat(self.fd)
         except OSError:
-            return None
+            return None  # no such source, or the descriptor was closed: as usual
         if st.st_mtime_ns != mtime_ns or st.st_size != size:
             return None  # the source changed since the pack was made: the usual import
         if (pack.st_dev, pack.st_ino) != self.identity:
-            return None  # set-up wrote a new pack since (or this is another root): as usual
+            return None  # the number now names another file (init closed ours): as usual
         spec = _SPEC(name, self, origin=origin, is_package=is_package)
         if is_package:
             spec.submodule_search_locations = [origin.rpartition("/")[0]]
@@ -76,17 +79,9 @@ class PackFinder:
         return None  # the default module object
 
     def exec_module(self, module: "ModuleType") -> None:
+        # (find_spec has just checked the descriptor; nothing closes it in between)
         offset, length = self.index[module.__name__][5:]
-        fd = posix.open(self.path, posix.O_RDONLY | posix.O_CLOEXEC)
-        try:
-            st = posix.fstat(fd)
-            # never another file at that path (after a chroot or pivot_root, say)
-            if (st.st_dev, st.st_ino) != self.identity:
-                raise ImportError(f"{self.path} is no longer the pack ocirt started with",
-                                  name=module.__name__)
-            data = posix.pread(fd, length, self.base + offset)
-        finally:
-            posix.close(fd)
+        data = posix.pread(self.fd, length, self.base + offset)
         if len(data) != length:
             raise ImportError(f"{self.path}: truncated at {module.__name__}",
                               name=module.__name__)
@@ -94,8 +89,8 @@ class PackFinder:
 
 
 def read_pack(path: str) -> "PackFinder | None":
-    """The finder for the pack at ``path``; None if there is none or it is not for this
-    Python (then ocirt imports as usual)."""
+    """The finder for the pack at ``path``, which it keeps open; None if there is none or it
+    is not for this Python (then ocirt imports as usual)."""
     try:
         fd = posix.open(path, posix.O_RDONLY | posix.O_CLOEXEC)
     except OSError:
@@ -105,31 +100,27 @@ def read_pack(path: str) -> "PackFinder | None":
         head = posix.read(fd, 16384)  # the index of ~80 modules is ~9 KB
         prefix = _MAGIC + _BOOTSTRAP.MAGIC_NUMBER
         if not head.startswith(prefix):
-            return None
+            raise ValueError(path)
         start = len(prefix) + 8
         end = start + int.from_bytes(head[len(prefix):start], "little")
         if end > len(head):
             head += posix.pread(fd, end - len(head), len(head))
         index = marshal.loads(head[start:end])
+        if not isinstance(index, dict):
+            raise ValueError(path)
     except (OSError, ValueError, EOFError, TypeError):
-        return None
-    finally:
         posix.close(fd)
-    if not isinstance(index, dict):
         return None
-    return PackFinder(path, (st.st_dev, st.st_ino), index, end)
+    return PackFinder(path, fd, (st.st_dev, st.st_ino), index, end)
 
 
 def install(package_dir: str) -> None:
-    """Import ocirt's modules from ``package_dir``'s pack, if it has a usable one."""
+    """Import ocirt's modules from ``package_dir``'s pack, if it has a usable one. The finder
+    goes first: it answers only for the pack's own names (one dict lookup for any other), so
+    ocirt's modules skip the built-in and frozen importers' searches."""
     finder = read_pack(f"{package_dir}/{PACK_NAME}")
-    if finder is None:
-        return
-    for position, entry in enumerate(sys.meta_path):
-        if getattr(entry, "__name__", "") == "PathFinder":
-            sys.meta_path.insert(position, finder)
-            return
-    sys.meta_path.append(finder)
+    if finder is not None:
+        sys.meta_path.insert(0, finder)
 
 
 def build(package_dir: str) -> str:
