@@ -114,6 +114,11 @@ def read_pack(path: str) -> "PackFinder | None":
     return PackFinder(path, fd, (st.st_dev, st.st_ino), index, end)
 
 
+def held_fds() -> "set[int]":
+    """The descriptors of the packs installed: ocirt's own, never a caller's to pass on."""
+    return {finder.fd for finder in sys.meta_path if isinstance(finder, PackFinder)}
+
+
 def install(package_dir: str) -> None:
     """Import ocirt's modules from ``package_dir``'s pack, if it has a usable one. The finder
     goes first: it answers only for the pack's own names (one dict lookup for any other), so

@@ -9,6 +9,7 @@ runc's words, which managers such as podman map to exit codes 127 and 126.
 from __future__ import annotations
 
 import os
+import sys
 from _functools import partial  # functools.partial; functools imports collections (~2 ms)
 
 from ocirt.errors import ConfigError, ExecError, OcirtError, SyscallError, errno_text
@@ -80,7 +81,9 @@ class ProcessSetup:
         self.capability_names: dict[str, Any] = caps or {}
         self.preserve_fds = preserve_fds
         # The fds the caller really passed: --preserve-fds must never hand over one of ours.
-        self.inherited = {fd for fd in range(3, 3 + preserve_fds) if _is_open(fd)}
+        own = _runtime_fds()
+        self.inherited = {fd for fd in range(3, 3 + preserve_fds)
+                          if fd not in own and _is_open(fd)}
         self.path = ""  # the program, found inside the container
         self.exec_fd = -1  # the sealed memfd the last execve goes through (see trampoline)
         self.attribute_steps = process_steps(process)  # ioPriority, scheduler
@@ -330,6 +333,13 @@ def _home_of(uid: int) -> str:
     except OSError:
         pass
     return "/"
+
+
+def _runtime_fds() -> set[int]:
+    """The fds ocirt opened for itself before any command ran (the code pack the launcher
+    keeps open): they may have a number --preserve-fds names, but are never the caller's."""
+    codepack = sys.modules.get("ocirt.codepack")
+    return codepack.held_fds() if codepack is not None else set()
 
 
 def _is_open(fd: int) -> bool:

@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 
 import pytest
 
 from .feature_support import status_fields
-from .support import CONTAINER_PATH, IS_OCIRT, ROOT_MARKS, TOKEN_VAR, assert_nothing_left
+from .support import (
+    CONTAINER_PATH,
+    IS_OCIRT,
+    REPO,
+    ROOT_MARKS,
+    TOKEN_VAR,
+    assert_nothing_left,
+    requires_ocirt,
+    run_captured,
+)
 
 pytestmark = ROOT_MARKS
 
@@ -226,3 +238,47 @@ def test_preserve_fds_never_passes_runtime_fds(rt, make_config, bundle):
                     preexec_fn=close_3)
     leaked = [line for line in output.splitlines() if not line.startswith("/proc/")]
     assert leaked == [], f"runtime fds reached the container: {leaked}"
+
+
+@requires_ocirt
+def test_preserve_fds_never_passes_the_code_pack(rt, make_config, bundle, tmp_path):
+    """Run as set-up installs it, ocirt keeps its code pack open from start-up (close-on-exec),
+    often as fd 3: the caller asks for fd 3 but has none, and the container must not get the
+    pack (a host file a root process could reopen for writing) in its place."""
+    site = tmp_path / "site"
+    shutil.copytree(REPO / "ocirt", site / "ocirt",
+                    ignore=shutil.ignore_patterns("__pycache__", "codepack.bin"))
+    subprocess.run([sys.executable, "-I", "-S", "-c", "import sys; sys.path[:0] = [sys.argv[1]]; "
+                    "from ocirt import codepack; codepack.build(sys.argv[1] + '/ocirt')",
+                    str(site)], check=True, capture_output=True)
+
+    def launcher(name: str, tail: str) -> str:
+        path = tmp_path / name
+        path.write_text(f"#!{sys.executable} -IS\nimport sys\n\n"
+                        f"sys.path[:0] = [{str(site)!r}]\nfrom ocirt import codepack\n\n"
+                        f"codepack.install({str(site / 'ocirt')!r})\n{tail}")
+        path.chmod(0o755)
+        return str(path)
+
+    env = {k: v for k, v in rt.env.items() if k != "PYTHONPATH"}
+    probe = launcher("probe", "from ocirt.linux import process\n"
+                              "print(sorted(codepack.held_fds()),"
+                              " type(process.__loader__).__name__)\n")
+    seen = run_captured([probe], env=env, timeout=10, preexec_fn=_close_3)
+    assert seen.stdout.split() == ["[3]", "PackFinder"], seen  # the pack is fd 3 here
+    program = "head -c 20 /proc/self/fd/3 2>/dev/null; ls /proc/self/fd/ | wc -l"
+    cid = rt.new_id()
+    result = run_captured([launcher("ocirt", "from ocirt.cli import main\n\nmain()\n"),
+                           "--root", str(rt.root), "run", "--preserve-fds", "1", "--bundle",
+                           str(bundle(make_config(["sh", "-c", program]))), cid],
+                          env=env, timeout=10, preexec_fn=_close_3)
+    assert result.returncode == 0, result
+    assert "codepack" not in result.stdout, result.stdout
+    assert result.stdout.split() == ["4"], result.stdout  # 0, 1, 2 and ls's own directory fd
+
+
+def _close_3() -> None:
+    try:
+        os.close(3)
+    except OSError:
+        pass
