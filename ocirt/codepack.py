@@ -19,9 +19,12 @@ still the file (device and inode) opened at start-up, else the usual import: nev
 at the pack's path later (a new pack from set-up, or one inside a container's root after
 pivot_root), nor another file that got the descriptor's number once init closed it.
 
-One more difference, not in behaviour: ``from __future__ import annotations`` is applied when
+Two more differences, not in behaviour: ``from __future__ import annotations`` is applied when
 the pack is made (the compiler flag) rather than executed, so no command imports ``__future__``
-(~0.15 ms). This module does without it (its annotations are strings) for the same reason.
+(~0.15 ms), and the pack's code has no docstrings (``__doc__`` is None, as under ``-OO``, but
+``assert`` stays): ~12 % less to read and unmarshal, ~0.3 ms of ``run``; nothing in ocirt reads
+a docstring, and the usual import (a checkout, ``python -m ocirt``) keeps them. This module
+does without the ``__future__`` import (its annotations are strings) for the same reason.
 """
 
 import marshal
@@ -160,6 +163,7 @@ def build(package_dir: str) -> str:
                     tree.body.remove(node)
                     flags = __future__.annotations.compiler_flag
                     break
+            _drop_docstrings(tree, ast)
             # as the launcher runs: no -O, no __future__ of this module's
             code = compile(tree, source, "exec", flags=flags, dont_inherit=True, optimize=0)
             blob = marshal.dumps(code)
@@ -176,6 +180,22 @@ def build(package_dir: str) -> str:
             out.write(blob)
     os.replace(tmp, pack)
     return pack
+
+
+def _drop_docstrings(tree: "Any", ast: "Any") -> None:
+    """Remove the docstrings of the module and of every class and function in ``tree`` (a
+    sole docstring becomes ``pass``), as ``-OO`` does but keeping ``assert``s."""
+    for node in ast.walk(tree):
+        if not isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef,
+                                 ast.AsyncFunctionDef)):
+            continue
+        first = node.body[0] if node.body else None
+        if (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
+                and isinstance(first.value.value, str)):
+            if len(node.body) == 1:
+                node.body[0] = ast.copy_location(ast.Pass(), first)
+            else:
+                del node.body[0]
 
 
 if __name__ == "__main__":
