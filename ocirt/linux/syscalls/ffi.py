@@ -43,7 +43,7 @@ else:  # _SimpleCData takes no subscript at run time
 
 __all__ = ["CDLL", "POINTER", "Array", "PyDLL", "Structure", "addressof", "byref", "c_char",
            "c_char_p", "c_int", "c_int32", "c_long", "c_size_t", "c_uint", "c_uint32",
-           "c_uint64", "c_ulong", "c_ulonglong", "c_ushort", "c_void_p", "create_string_buffer",
+           "c_uint64", "c_ulong", "c_ushort", "c_void_p", "create_string_buffer",
            "get_errno", "sizeof"]
 
 
@@ -79,15 +79,15 @@ class c_void_p(_IntOrNone):
     _type_ = "P"
 
 
-class c_ulonglong(_Int):
-    _type_ = "Q"
-
-
 # The sized names, as ctypes picks them on Linux (int is 32 bits, long the size of a pointer)
 c_size_t = c_ulong
 c_int32 = c_int
 c_uint32 = c_uint
-c_uint64: type[c_ulong | c_ulonglong] = c_ulong if sizeof(c_ulong) == 8 else c_ulonglong
+if sizeof(c_ulong) == 8:  # LP64: every machine numbers.py knows
+    c_uint64 = c_ulong
+else:
+    class c_uint64(_Int):  # type: ignore[no-redef]  # ctypes' c_ulonglong, on ILP32
+        _type_ = "Q"
 
 
 def create_string_buffer(init: bytes | int, size: int | None = None) -> Array[c_char]:
