@@ -44,7 +44,8 @@ def write_atomic(path: str, data: bytes, mode: int = 0o600, sync: bool = False,
         os.unlink(tmp)
         raise
     os.close(fd)
-    # Not imported here: `start` and `kill` keep ctypes out (see docs/architecture.md "Speed").
+    # Not imported here: `start` and `kill` keep the binding layer out (docs/architecture.md
+    # "Speed").
     syscalls = sys.modules.get("ocirt.linux.syscalls") if exchange else None
     if syscalls is not None:
         try:

@@ -1,7 +1,10 @@
 """The hot path's import budget: what ``run``/``create`` and the commands managers call most
 (state, kill, delete, start) must not import. Each of these modules costs 1-4 ms of every call
 (``enum`` through ``signal``/``socket``/``re``, ``collections`` through ``functools``/``array``,
-``json``, ``typing``); see docs/architecture.md "Speed"."""
+``json``, ``typing``); see docs/architecture.md "Speed". None of them, nor ``exec``, nor a
+seccomp filter read from the cache and loaded, imports ``ctypes``: the binding layer is made
+on ``_ctypes`` (``ocirt.linux.syscalls.ffi``), and only compiling a profile (pyseccomp) needs
+``ctypes`` itself."""
 
 from __future__ import annotations
 
@@ -21,10 +24,13 @@ COMMANDS = {
     "kill": ["ocirt.cli.commands", "ocirt.container.kill"],
     "delete": ["ocirt.cli.commands", "ocirt.container.delete"],
     "start": ["ocirt.cli.commands", "ocirt.container.start"],
+    "create": ["ocirt.cli.commands", "ocirt.container.plan", "ocirt.container.create"],
     "run": ["ocirt.cli.commands", "ocirt.container.create", "ocirt.container.run"],
 }
-# ctypes (the one binding layer) pulls in ``types``; state, kill, delete and start avoid it.
+# ctypes (~1.1 ms and ~66 page faults over _ctypes) pulls in ``types``; no command imports it.
 ALLOWED_WITH_CTYPES = {"types"}
+# The commands that load the binding layer: on _ctypes, without ctypes.
+BINDING = {"create", "run"}
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
@@ -42,6 +48,54 @@ def test_hot_path_imports(command: str) -> None:
     assert not (loaded & set(FORBIDDEN)) - allowed, sorted(loaded & set(FORBIDDEN))
     if command in ("state", "kill", "delete", "start"):
         assert "ctypes" not in loaded
+    assert "ctypes" not in loaded
+    assert ("_ctypes" in loaded) == (command in BINDING)
+
+
+def test_exec_imports_the_binding_layer_without_ctypes() -> None:
+    code = ("import sys\n"
+            f"sys.path.insert(0, {str(REPO)!r})\n"
+            "from ocirt.cli import fastparse, commands\n"
+            "from ocirt.container import exec\n"
+            "print(' '.join(sorted(sys.modules)))\n")
+    result = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True,
+                            text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    loaded = set(result.stdout.split())
+    assert "_ctypes" in loaded and "ocirt.linux.syscalls" in loaded
+    assert "ctypes" not in loaded
+
+
+def test_a_cached_seccomp_filter_loads_without_ctypes(tmp_path: Path) -> None:
+    """The default profile read from the cache (compiled first, in another process: pyseccomp
+    imports ctypes) and loaded with seccomp(2) in a child: no ctypes."""
+    pytest.importorskip("pyseccomp")
+    prepare = ("import sys\n"
+               f"sys.path.insert(0, {str(REPO)!r})\n"
+               "from ocirt.config.seccomp_profile import default_profile\n"
+               "from ocirt.linux.seccomp import SeccompFilter\n"
+               "f = SeccompFilter(default_profile())\n"
+               f"f.prepare({str(tmp_path)!r})\n"
+               "print(f.from_cache)\n")
+    load = ("import os\n"
+            "from ocirt.linux import syscalls as sc\n"
+            "pid = os.fork()\n"
+            "if pid == 0:\n"
+            "    sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)\n"
+            "    f.load()\n"
+            "    os._exit(0)\n"
+            "assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0\n"
+            "print(' '.join(sorted(sys.modules)))\n")
+    first = subprocess.run([sys.executable, "-I", "-c", prepare],  # with site: pyseccomp
+                           capture_output=True, text=True, check=False)
+    assert first.returncode == 0, first.stderr
+    second = subprocess.run([sys.executable, "-I", "-S", "-c", prepare + load],
+                            capture_output=True, text=True, check=False)
+    assert second.returncode == 0, second.stderr
+    from_cache, modules = second.stdout.splitlines()
+    loaded = set(modules.split())
+    assert from_cache == "True"
+    assert "ocirt.linux.syscalls.seccomp" in loaded and "ctypes" not in loaded
 
 
 def test_plain_state_imports_no_os(tmp_path: Path) -> None:

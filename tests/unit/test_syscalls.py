@@ -267,3 +267,40 @@ def test_every_binding_is_listed_for_the_double() -> None:
                      if inspect.isfunction(value) and value.__module__ == module.__name__
                      and not name.startswith("_")}
         assert functions == set(module.CALLS), module.__name__
+
+
+# --- ffi: the binding layer's C types, on _ctypes -----------------------------------------------
+
+def test_ffi_types_are_made_as_ctypes_makes_its_own() -> None:
+    import ctypes
+
+    from ocirt.linux.syscalls import ffi
+
+    for name in (n for n in ffi.__all__ if n.startswith("c_")):
+        ours, theirs = getattr(ffi, name), getattr(ctypes, name)
+        assert ours is not theirs, name  # never the same objects: the two must not mix
+        assert (ours._type_, ffi.sizeof(ours), ctypes.alignment(ours)) \
+            == (theirs._type_, ctypes.sizeof(theirs), ctypes.alignment(theirs)), name
+    for use_errno in (False, True):
+        assert (ffi.CDLL(None, use_errno=use_errno)._FuncPtr._flags_
+                == ctypes.CDLL(None, use_errno=use_errno)._FuncPtr._flags_)
+        assert (ffi.PyDLL(None, use_errno=use_errno)._FuncPtr._flags_
+                == ctypes.PyDLL(None, use_errno=use_errno)._FuncPtr._flags_)
+    assert ffi.PyDLL(None)._FuncPtr._flags_ == ctypes.pythonapi._FuncPtr._flags_
+    assert ffi.CDLL(None)._FuncPtr._restype_._type_ == "i"
+    for args in ((b"ab\0c",), (b"ab\0c", 4), (b"ab", 8), (5,)):
+        assert ffi.create_string_buffer(*args).raw == ctypes.create_string_buffer(*args).raw
+    with pytest.raises(TypeError):
+        ffi.create_string_buffer("text")  # type: ignore[arg-type]
+
+
+def test_ffi_calls_reach_libc_and_keep_errno() -> None:
+    import os
+
+    from ocirt.linux.syscalls import ffi
+
+    libc = ffi.CDLL(None, use_errno=True)
+    assert libc.getpid() == os.getpid()
+    assert libc.close(-1) == -1 and ffi.get_errno() == errno.EBADF
+    with pytest.raises(AttributeError):
+        _ = libc.no_such_function_in_libc

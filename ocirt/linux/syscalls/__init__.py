@@ -2,7 +2,8 @@
 
 Nothing outside it loads a library or calls through ctypes (tests/unit/test_syscalls.py checks
 the source). Constants are named as in the kernel headers (``consts``); system call numbers come
-from one per-machine table (``numbers``); libc is loaded once (``libc``). Each wrapper raises
+from one per-machine table (``numbers``); libc is loaded once (``libc``); the C types come from
+``ffi``, made on ``_ctypes`` without importing ``ctypes``. Each wrapper raises
 ``SyscallError`` naming the call, its arguments and the errno, so callers never check return
 values themselves.
 
@@ -14,6 +15,7 @@ values themselves.
   capng      libcap-ng, loaded on first use                       (import the module itself)
   seccomp    seccomp(2); libseccomp and pyseccomp, loaded on first use   (import the module)
   bpf        bpf(2) for cgroup v2 device programs                         (import the module)
+  ffi        CDLL, PyDLL and the C types the layer uses, on ``_ctypes`` (see its docstring)
   double     the test double: ``with syscalls.recording() as calls:`` records every call
              made through this layer (name, arguments, the plan Step running) instead of
              making it, and returns plausible results

@@ -8,12 +8,17 @@ verifier's log.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import struct
 
 from ocirt.errors import SyscallError
 from ocirt.linux.syscalls.libc import errno_now, syscall
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # mypy checks the binding against ctypes' own stubs
+    import ctypes as ffi
+else:
+    from ocirt.linux.syscalls import ffi
 
 CALLS = ("load", "query", "fd_by_id", "attach", "detach")
 
@@ -32,9 +37,9 @@ _COMMANDS = {BPF_PROG_LOAD: "BPF_PROG_LOAD", BPF_PROG_ATTACH: "BPF_PROG_ATTACH",
              BPF_PROG_QUERY: "BPF_PROG_QUERY"}
 
 
-def _bpf(cmd: int, attr: ctypes.Array[ctypes.c_char], args: str, what: str) -> int:
+def _bpf(cmd: int, attr: ffi.Array[ffi.c_char], args: str, what: str) -> int:
     while True:
-        result = syscall("bpf", ctypes.c_long(cmd), attr, ctypes.c_ulong(len(attr)))
+        result = syscall("bpf", ffi.c_long(cmd), attr, ffi.c_ulong(len(attr)))
         if result >= 0:
             return result
         err = errno_now()
@@ -45,17 +50,17 @@ def _bpf(cmd: int, attr: ctypes.Array[ctypes.c_char], args: str, what: str) -> i
 
 def load(code: bytes, license_text: str = "Apache") -> int:
     """BPF_PROG_LOAD a device program; returns its fd (close-on-exec)."""
-    insns = ctypes.create_string_buffer(code, len(code))
-    lic = ctypes.create_string_buffer(license_text.encode())
+    insns = ffi.create_string_buffer(code, len(code))
+    lic = ffi.create_string_buffer(license_text.encode())
     count = len(code) // INSN_SIZE
 
-    def attr(log: ctypes.Array[ctypes.c_char] | None) -> ctypes.Array[ctypes.c_char]:
-        log_addr = ctypes.addressof(log) if log is not None else 0
+    def attr(log: ffi.Array[ffi.c_char] | None) -> ffi.Array[ffi.c_char]:
+        log_addr = ffi.addressof(log) if log is not None else 0
         log_size = len(log) if log is not None else 0
         packed = struct.pack("<IIQQIIQII", BPF_PROG_TYPE_CGROUP_DEVICE, count,
-                             ctypes.addressof(insns), ctypes.addressof(lic),
+                             ffi.addressof(insns), ffi.addressof(lic),
                              1 if log is not None else 0, log_size, log_addr, 0, 0)
-        return ctypes.create_string_buffer(packed, len(packed))
+        return ffi.create_string_buffer(packed, len(packed))
 
     args = f"BPF_PROG_TYPE_CGROUP_DEVICE, <{count} instructions>"
     try:
@@ -63,7 +68,7 @@ def load(code: bytes, license_text: str = "Apache") -> int:
     except SyscallError as first:
         if first.errno not in (errno.EINVAL, errno.EACCES):
             raise
-        log = ctypes.create_string_buffer(256 * 1024)
+        log = ffi.create_string_buffer(256 * 1024)
         try:
             return _bpf(BPF_PROG_LOAD, attr(log), args, "loading the device filter")
         except SyscallError:
@@ -77,9 +82,9 @@ def query(cgroup_fd: int) -> list[int]:
     """The ids of the device programs attached to the cgroup."""
     count = 64
     while True:
-        ids = (ctypes.c_uint32 * count)()
-        attr = ctypes.create_string_buffer(
-            struct.pack("<IIIIQII", cgroup_fd, BPF_CGROUP_DEVICE, 0, 0, ctypes.addressof(ids),
+        ids = (ffi.c_uint32 * count)()
+        attr = ffi.create_string_buffer(
+            struct.pack("<IIIIQII", cgroup_fd, BPF_CGROUP_DEVICE, 0, 0, ffi.addressof(ids),
                         count, 0), 32)
         try:
             _bpf(BPF_PROG_QUERY, attr, f"cgroup fd {cgroup_fd}, BPF_CGROUP_DEVICE",
@@ -94,20 +99,20 @@ def query(cgroup_fd: int) -> list[int]:
 
 
 def fd_by_id(prog_id: int) -> int:
-    attr = ctypes.create_string_buffer(struct.pack("<III", prog_id, 0, 0), 12)
+    attr = ffi.create_string_buffer(struct.pack("<III", prog_id, 0, 0), 12)
     return _bpf(BPF_PROG_GET_FD_BY_ID, attr, f"id {prog_id}",
                 f"opening device program {prog_id}")
 
 
 def attach(cgroup_fd: int, prog_fd: int, flags: int, replace_fd: int = 0) -> None:
-    attr = ctypes.create_string_buffer(
+    attr = ffi.create_string_buffer(
         struct.pack("<IIIII", cgroup_fd, prog_fd, BPF_CGROUP_DEVICE, flags, replace_fd), 20)
     _bpf(BPF_PROG_ATTACH, attr, f"cgroup fd {cgroup_fd}, prog fd {prog_fd}, flags {flags:#x}",
          "attaching the device filter")
 
 
 def detach(cgroup_fd: int, prog_fd: int) -> None:
-    attr = ctypes.create_string_buffer(
+    attr = ffi.create_string_buffer(
         struct.pack("<IIII", cgroup_fd, prog_fd, BPF_CGROUP_DEVICE, 0), 16)
     _bpf(BPF_PROG_DETACH, attr, f"cgroup fd {cgroup_fd}, prog fd {prog_fd}",
          "detaching the old device filter")

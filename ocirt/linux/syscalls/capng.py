@@ -7,9 +7,13 @@ longer be found, so the parent loads it at plan time.
 
 from __future__ import annotations
 
-import ctypes
-
 from ocirt.errors import OcirtError, SyscallError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # mypy checks the binding against ctypes' own stubs
+    import ctypes as ffi
+else:
+    from ocirt.linux.syscalls import ffi
 
 CALLS = ("load", "name_to_capability", "capability_to_name", "apply_sets")
 
@@ -21,22 +25,22 @@ _SELECT_NAMES = {CAPNG_SELECT_CAPS: "CAPNG_SELECT_CAPS", CAPNG_SELECT_BOUNDS: "C
 _KIND_NAMES = {CAPNG_EFFECTIVE: "effective", CAPNG_PERMITTED: "permitted",
                CAPNG_INHERITABLE: "inheritable", CAPNG_BOUNDING_SET: "bounding"}
 
-_lib: ctypes.CDLL | None = None
+_lib: ffi.CDLL | None = None
 
 
-def _capng() -> ctypes.CDLL:
+def _capng() -> ffi.CDLL:
     global _lib
     if _lib is None:
         try:
-            lib = ctypes.CDLL("libcap-ng.so.0", use_errno=True)
+            lib = ffi.CDLL("libcap-ng.so.0", use_errno=True)
         except OSError as err:
             raise OcirtError(f"loading libcap-ng (package libcap-ng0): {err}") from err
-        lib.capng_name_to_capability.argtypes = [ctypes.c_char_p]
-        lib.capng_capability_to_name.argtypes = [ctypes.c_uint]
-        lib.capng_capability_to_name.restype = ctypes.c_char_p
-        lib.capng_update.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_uint]
-        lib.capng_clear.argtypes = [ctypes.c_int]
-        lib.capng_apply.argtypes = [ctypes.c_int]
+        lib.capng_name_to_capability.argtypes = [ffi.c_char_p]
+        lib.capng_capability_to_name.argtypes = [ffi.c_uint]
+        lib.capng_capability_to_name.restype = ffi.c_char_p
+        lib.capng_update.argtypes = [ffi.c_int, ffi.c_int, ffi.c_uint]
+        lib.capng_clear.argtypes = [ffi.c_int]
+        lib.capng_apply.argtypes = [ffi.c_int]
         _lib = lib
     return _lib
 
@@ -70,4 +74,4 @@ def apply_sets(select: int, sets: dict[int, list[int]]) -> None:
         shown = ", ".join(f"{_KIND_NAMES.get(kind, kind)}: {numbers}"
                           for kind, numbers in sets.items())
         raise SyscallError(f"capng_apply({_SELECT_NAMES.get(select, select)}, {{{shown}}})",
-                           ctypes.get_errno() or 1)
+                           ffi.get_errno() or 1)

@@ -8,7 +8,6 @@ call with its arguments and the errno.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 
@@ -16,12 +15,15 @@ from ocirt.errors import SyscallError
 from ocirt.linux.syscalls.numbers import MACHINE, NR
 
 TYPE_CHECKING = False
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # mypy checks the binding against ctypes' own stubs
+    import ctypes as ffi
     from typing import Any
+else:
+    from ocirt.linux.syscalls import ffi
 
-LIBC = ctypes.CDLL(None, use_errno=True)
+LIBC = ffi.CDLL(None, use_errno=True)
 _syscall = LIBC.syscall
-_syscall.restype = ctypes.c_long
+_syscall.restype = ffi.c_long
 
 
 class UnknownNumber(SyscallError):
@@ -34,17 +36,17 @@ def syscall(name: str, *args: Any) -> int:
     if number is None:
         raise UnknownNumber(name, errno.ENOSYS,
                             f"ocirt knows no number for {name} on {MACHINE}")
-    result: int = _syscall(ctypes.c_long(number), *args)
+    result: int = _syscall(ffi.c_long(number), *args)
     return result
 
 
 def fail(call: str, detail: str = "") -> SyscallError:
     """The error for the call that just failed (errno read now)."""
-    return SyscallError(call, ctypes.get_errno(), detail)
+    return SyscallError(call, ffi.get_errno(), detail)
 
 
 def errno_now() -> int:
-    return ctypes.get_errno()
+    return ffi.get_errno()
 
 
 def b(value: str | None) -> bytes | None:

@@ -9,7 +9,6 @@ prctl(PR_SET_SECCOMP) is the fallback on a machine whose seccomp(2) number ocirt
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 
@@ -25,15 +24,18 @@ from ocirt.linux.syscalls.libc import LIBC, errno_now
 from ocirt.linux.syscalls.numbers import MACHINE, NR
 
 TYPE_CHECKING = False
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # mypy checks the binding against ctypes' own stubs
+    import ctypes as ffi
     from typing import Any
+else:
+    from ocirt.linux.syscalls import ffi
 
 CALLS = ("install_filter", "flag_supported", "libseccomp_version", "resolve_name", "new_filter")
 NR_SCMP_ERROR = -1  # what libseccomp resolves an unknown syscall name to
 
 
-class _SockFprog(ctypes.Structure):
-    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+class _SockFprog(ffi.Structure):
+    _fields_ = [("len", ffi.c_ushort), ("filter", ffi.c_void_p)]
 
 
 def install_filter(bpf: bytes, flags: int) -> int:
@@ -41,14 +43,14 @@ def install_filter(bpf: bytes, flags: int) -> int:
 
     Needs no_new_privs or CAP_SYS_ADMIN in the process's user namespace (the kernel's rule).
     """
-    buffer = ctypes.create_string_buffer(bpf, len(bpf))
-    prog = _SockFprog(len(bpf) // 8, ctypes.cast(buffer, ctypes.c_void_p))
+    buffer = ffi.create_string_buffer(bpf, len(bpf))
+    prog = _SockFprog(len(bpf) // 8, ffi.addressof(buffer))  # (buffer lives to the return)
     number = NR.get("seccomp")
     if number is not None:
-        result: int = LIBC.syscall(ctypes.c_long(number), ctypes.c_long(SECCOMP_SET_MODE_FILTER),
-                                   ctypes.c_long(flags), ctypes.byref(prog))
+        result: int = LIBC.syscall(ffi.c_long(number), ffi.c_long(SECCOMP_SET_MODE_FILTER),
+                                   ffi.c_long(flags), ffi.byref(prog))
     elif flags & ~SECCOMP_FILTER_FLAG_TSYNC == 0:
-        result = LIBC.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0)
+        result = LIBC.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ffi.byref(prog), 0, 0)
     else:
         raise SyscallError(f"seccomp(SECCOMP_SET_MODE_FILTER, {flags:#x})", errno.ENOSYS,
                            f"these flags need seccomp(2), whose number on {MACHINE} ocirt "
@@ -68,30 +70,30 @@ def flag_supported(flag: int) -> bool:
     number = NR.get("seccomp")
     if number is None:
         return False
-    result = LIBC.syscall(ctypes.c_long(number), ctypes.c_long(SECCOMP_SET_MODE_FILTER),
-                          ctypes.c_long(flag), ctypes.c_void_p(None))
+    result = LIBC.syscall(ffi.c_long(number), ffi.c_long(SECCOMP_SET_MODE_FILTER),
+                          ffi.c_long(flag), ffi.c_void_p(None))
     return bool(result < 0 and errno_now() == errno.EFAULT)
 
 
-_lib: ctypes.CDLL | None = None
+_lib: ffi.CDLL | None = None
 _version: str | None = None
 
 
-def _libseccomp() -> ctypes.CDLL:
+def _libseccomp() -> ffi.CDLL:
     global _lib
     if _lib is None:
         try:
-            lib = ctypes.CDLL("libseccomp.so.2")
+            lib = ffi.CDLL("libseccomp.so.2")
         except OSError as err:
             raise OcirtError(f"loading libseccomp (package libseccomp2): {err}") from err
-        lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
-        lib.seccomp_syscall_resolve_name_arch.argtypes = [ctypes.c_uint32, ctypes.c_char_p]
+        lib.seccomp_syscall_resolve_name.argtypes = [ffi.c_char_p]
+        lib.seccomp_syscall_resolve_name_arch.argtypes = [ffi.c_uint32, ffi.c_char_p]
         _lib = lib
     return _lib
 
 
-class _Version(ctypes.Structure):
-    _fields_ = [("major", ctypes.c_uint), ("minor", ctypes.c_uint), ("micro", ctypes.c_uint)]
+class _Version(ffi.Structure):
+    _fields_ = [("major", ffi.c_uint), ("minor", ffi.c_uint), ("micro", ffi.c_uint)]
 
 
 def libseccomp_version() -> str:
@@ -99,7 +101,7 @@ def libseccomp_version() -> str:
     global _version
     if _version is None:
         lib = _libseccomp()
-        lib.seccomp_version.restype = ctypes.POINTER(_Version)
+        lib.seccomp_version.restype = ffi.POINTER(_Version)
         v = lib.seccomp_version().contents
         _version = f"{v.major}.{v.minor}.{v.micro}"
     return _version

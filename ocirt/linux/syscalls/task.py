@@ -5,7 +5,6 @@ directory, and bringing up the loopback interface of the network namespace it is
 from __future__ import annotations
 
 import _socket  # not ``socket``: it imports enum and selectors (~4 ms)
-import ctypes
 import errno
 import fcntl
 from struct import Struct
@@ -20,6 +19,12 @@ from ocirt.linux.syscalls.consts import (
 from ocirt.linux.syscalls.libc import LIBC, b, errno_now, fail, syscall
 from ocirt.linux.syscalls.numbers import NR
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # mypy checks the binding against ctypes' own stubs
+    import ctypes as ffi
+else:
+    from ocirt.linux.syscalls import ffi
+
 _RLIMIT64 = Struct("=QQ")  # struct rlimit64: soft, hard
 _IFREQ_FLAGS = Struct("16sh14x")  # struct ifreq: the name, ifr_flags
 
@@ -28,17 +33,17 @@ CALLS = ("unshare", "setns", "prctl", "sethostname", "setdomainname", "join_sess
          "fork_into_cgroup", "setrlimit", "getrlimit", "loopback_up")
 
 _unshare = LIBC.unshare
-_unshare.argtypes = [ctypes.c_int]
+_unshare.argtypes = [ffi.c_int]
 _setns = LIBC.setns
-_setns.argtypes = [ctypes.c_int, ctypes.c_int]
+_setns.argtypes = [ffi.c_int, ffi.c_int]
 _prctl = LIBC.prctl
-_prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+_prctl.argtypes = [ffi.c_int, ffi.c_ulong, ffi.c_ulong, ffi.c_ulong, ffi.c_ulong]
 _sethostname = LIBC.sethostname
-_sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+_sethostname.argtypes = [ffi.c_char_p, ffi.c_size_t]
 _setdomainname = LIBC.setdomainname
-_setdomainname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+_setdomainname.argtypes = [ffi.c_char_p, ffi.c_size_t]
 _sched_setaffinity = LIBC.sched_setaffinity
-_sched_setaffinity.argtypes = [ctypes.c_int, ctypes.c_size_t, ctypes.c_char_p]
+_sched_setaffinity.argtypes = [ffi.c_int, ffi.c_size_t, ffi.c_char_p]
 
 
 def unshare(flags: int) -> None:
@@ -72,48 +77,48 @@ def setdomainname(name: str) -> None:
 
 def join_session_keyring(name: str) -> None:
     """Give this process a new session keyring (so containers do not share the host's)."""
-    result = syscall("keyctl", ctypes.c_long(KEYCTL_JOIN_SESSION_KEYRING), b(name))
+    result = syscall("keyctl", ffi.c_long(KEYCTL_JOIN_SESSION_KEYRING), b(name))
     if result < 0 and errno_now() != errno.ENOSYS:  # a kernel without keyrings
         raise fail(f"keyctl(KEYCTL_JOIN_SESSION_KEYRING, {name!r})")
 
 
 def personality(persona: int) -> None:
-    if syscall("personality", ctypes.c_ulong(persona)) == -1:
+    if syscall("personality", ffi.c_ulong(persona)) == -1:
         raise fail(f"personality({persona:#x})")
 
 
 def set_mempolicy(mode: int, nodes: list[int], text: str) -> None:
     """The calling thread's NUMA policy (inherited by its children and across execve)."""
-    bits = 8 * ctypes.sizeof(ctypes.c_ulong)
+    bits = 8 * ffi.sizeof(ffi.c_ulong)
     words = (max(nodes, default=0) // bits) + 1
-    mask = (ctypes.c_ulong * words)()
+    mask = (ffi.c_ulong * words)()
     for node in nodes:
         mask[node // bits] |= 1 << (node % bits)
     # maxnode counts one more than the bits given (set_mempolicy(2), as numactl passes it)
-    if syscall("set_mempolicy", ctypes.c_long(mode), mask if nodes else None,
-               ctypes.c_ulong(words * bits + 1 if nodes else 0)) != 0:
+    if syscall("set_mempolicy", ffi.c_long(mode), mask if nodes else None,
+               ffi.c_ulong(words * bits + 1 if nodes else 0)) != 0:
         raise fail(f"set_mempolicy({text})")
 
 
 def ioprio_set(ioclass: int, level: int) -> None:
     value = (ioclass << 13) | level
-    if syscall("ioprio_set", ctypes.c_long(IOPRIO_WHO_PROCESS), ctypes.c_long(0),
-               ctypes.c_long(value)) != 0:
+    if syscall("ioprio_set", ffi.c_long(IOPRIO_WHO_PROCESS), ffi.c_long(0),
+               ffi.c_long(value)) != 0:
         raise fail(f"ioprio_set(IOPRIO_WHO_PROCESS, 0, class={ioclass} level={level})")
 
 
-class _SchedAttr(ctypes.Structure):
-    _fields_ = [("size", ctypes.c_uint32), ("sched_policy", ctypes.c_uint32),
-                ("sched_flags", ctypes.c_uint64), ("sched_nice", ctypes.c_int32),
-                ("sched_priority", ctypes.c_uint32), ("sched_runtime", ctypes.c_uint64),
-                ("sched_deadline", ctypes.c_uint64), ("sched_period", ctypes.c_uint64)]
+class _SchedAttr(ffi.Structure):
+    _fields_ = [("size", ffi.c_uint32), ("sched_policy", ffi.c_uint32),
+                ("sched_flags", ffi.c_uint64), ("sched_nice", ffi.c_int32),
+                ("sched_priority", ffi.c_uint32), ("sched_runtime", ffi.c_uint64),
+                ("sched_deadline", ffi.c_uint64), ("sched_period", ffi.c_uint64)]
 
 
 def sched_setattr(policy: int, flags: int, nice: int, priority: int, runtime: int,
                   deadline: int, period: int) -> None:
-    attr = _SchedAttr(ctypes.sizeof(_SchedAttr), policy, flags, nice, priority, runtime,
+    attr = _SchedAttr(ffi.sizeof(_SchedAttr), policy, flags, nice, priority, runtime,
                       deadline, period)
-    if syscall("sched_setattr", ctypes.c_long(0), ctypes.byref(attr), ctypes.c_uint(0)) != 0:
+    if syscall("sched_setattr", ffi.c_long(0), ffi.byref(attr), ffi.c_uint(0)) != 0:
         raise fail(f"sched_setattr(policy={policy}, nice={nice}, priority={priority}, "
                    f"flags={flags:#x})")
 
@@ -130,22 +135,22 @@ def setrlimit(resource: int, soft: int, hard: int) -> None:
     for value in (soft, hard):
         if not 0 <= value < 1 << 64:
             raise SyscallError(call, errno.EINVAL, "a limit is 0 to 2**64 - 1")
-    # struct rlimit64 as bytes: no ctypes.Structure class to build at import (page faults)
+    # struct rlimit64 as bytes: no ffi.Structure class to build at import (page faults)
     if LIBC.prlimit64(0, resource, _RLIMIT64.pack(soft, hard), None) != 0:
         raise fail(call)
 
 
 def getrlimit(resource: int) -> tuple[int, int]:
     """The calling process's limit ``resource``: (soft, hard)."""
-    old = ctypes.create_string_buffer(_RLIMIT64.size)
+    old = ffi.create_string_buffer(_RLIMIT64.size)
     if LIBC.prlimit64(0, resource, None, old) != 0:
         raise fail(f"getrlimit({resource})")
     soft, hard = _RLIMIT64.unpack(old.raw)
     return soft, hard
 
 
-class _CloneArgs(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_uint64) for name in (
+class _CloneArgs(ffi.Structure):
+    _fields_ = [(name, ffi.c_uint64) for name in (
         "flags", "pidfd", "child_tid", "parent_tid", "exit_signal", "stack", "stack_size",
         "tls", "set_tid", "set_tid_size", "cgroup")]
 
@@ -164,16 +169,16 @@ def fork_into_cgroup(cgroup_fd: int) -> int:
     if number is None:
         raise SyscallError(call, errno.ENOSYS, "ocirt knows no number for clone3 here")
     args = _CloneArgs(flags=CLONE_INTO_CGROUP, exit_signal=SIGCHLD, cgroup=cgroup_fd)
-    api = ctypes.pythonapi
-    clone3 = ctypes.PyDLL(None, use_errno=True).syscall
-    clone3.restype = ctypes.c_long
-    clone3.argtypes = [ctypes.c_long, ctypes.c_void_p, ctypes.c_size_t]
+    api = ffi.PyDLL(None)  # ctypes.pythonapi, which ffi does not build at import
+    clone3 = ffi.PyDLL(None, use_errno=True).syscall
+    clone3.restype = ffi.c_long
+    clone3.argtypes = [ffi.c_long, ffi.c_void_p, ffi.c_size_t]
     api.PyOS_BeforeFork()
-    pid: int = clone3(number, ctypes.byref(args), ctypes.sizeof(args))
+    pid: int = clone3(number, ffi.byref(args), ffi.sizeof(args))
     if pid == 0:
         api.PyOS_AfterFork_Child()
         return 0
-    code = ctypes.get_errno()
+    code = ffi.get_errno()
     api.PyOS_AfterFork_Parent()
     if pid < 0:
         raise SyscallError(call, code)
