@@ -8,9 +8,9 @@ codes 127 and 126).
 
 from __future__ import annotations
 
+import _struct as struct  # struct.py only re-exports it, and costs a sys.path search (~0.15 ms)
 import os
 import stat
-import struct
 
 from ocirt.errors import ExecError
 

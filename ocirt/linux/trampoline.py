@@ -20,9 +20,9 @@ another machine, init execs the program directly.
 
 from __future__ import annotations
 
+import _struct as struct  # struct.py only re-exports it, and costs a sys.path search (~0.15 ms)
 import fcntl
 import os
-import struct
 
 _BASE = 0x400000
 _MESSAGE = b"ocirt: exec of the container's program failed\n"

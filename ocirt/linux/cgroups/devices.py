@@ -13,7 +13,7 @@ it asks for any of the denied access.
 
 from __future__ import annotations
 
-import struct
+import _struct as struct  # struct.py only re-exports it, and costs a sys.path search (~0.15 ms)
 
 from ocirt.errors import ConfigError
 

@@ -8,8 +8,8 @@ verifier's log.
 
 from __future__ import annotations
 
+import _struct as struct  # struct.py only re-exports it, and costs a sys.path search (~0.15 ms)
 import errno
-import struct
 
 from ocirt.errors import SyscallError
 from ocirt.linux.syscalls.libc import errno_now, syscall

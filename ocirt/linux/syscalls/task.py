@@ -7,7 +7,7 @@ from __future__ import annotations
 import _socket  # not ``socket``: it imports enum and selectors (~4 ms)
 import errno
 import fcntl
-from struct import Struct
+from _struct import Struct  # struct.py only re-exports it, and costs a sys.path search
 
 from ocirt.errors import SyscallError
 from ocirt.linux.syscalls.consts import (
