@@ -27,11 +27,23 @@ class CgroupError(OcirtError):
         self.errno = err.errno if err is not None else 0
 
 
+def _read(path: str) -> str:
+    """The whole file, through open/read/close (``open()`` adds an fstat, an ioctl, two lseeks
+    and a text wrapper: ~25 reads of a ``run`` and ~20 of a ``delete``)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode()
+
+
 def read_text(path: str) -> str:
     """A file's text, or "" when it cannot be read (for probes, not for what must exist)."""
     try:
-        with open(path) as handle:
-            return handle.read()
+        return _read(path)
     except OSError:
         return ""
 
@@ -39,8 +51,7 @@ def read_text(path: str) -> str:
 def read_file(path: str, field: str = "") -> str:
     """A cgroup file's text, stripped; a missing or unreadable file is a ``CgroupError``."""
     try:
-        with open(path) as handle:
-            return handle.read().strip()
+        return _read(path).strip()
     except OSError as err:
         raise CgroupError("reading", path, err, field) from err
 
