@@ -6,6 +6,8 @@ ocirt-only option: runc has no --explain)."""
 from __future__ import annotations
 
 import os
+import subprocess
+import time
 from pathlib import Path
 
 from . import feature_support
@@ -89,10 +91,48 @@ def _run_both(rt, path: Path, *options: str) -> dict[str, list[str]]:
     return _same(plan.stdout, result.stderr)
 
 
+DIRECT = ["runtime, before it clones init", "runtime, while init sets up",
+          "init, before it reports ready", "init, on start"]
+STAGE1 = ["runtime, before it forks stage-1", "stage-1, in the new namespaces, forks init",
+          "runtime, while stage-1 and init set up", "init, before it reports ready",
+          "init, on start"]
+
+
 def test_run_runs_what_explain_says(rt, make_config, bundle):
+    """The direct path: nothing needs stage-1, so the runtime clones init into its
+    namespaces, and init joins the cgroups first."""
     ran = _run_both(rt, bundle(make_config(["true"], out=False)))
+    assert sorted(ran) == sorted(DIRECT), list(ran)
     assert ran["init, on start"][-1].startswith("execve ['true']"), ran
+    assert ran["runtime, before it clones init"][-1].startswith("clone3(CLONE_NEWPID"), ran
+    assert ran["runtime, while init sets up"] == ['sync: wait for {"ready"}'], ran
+    init = ran["init, before it reports ready"]
+    assert init[0].startswith("prctl(PR_SET_PDEATHSIG, SIGKILL)"), init
+    assert init[1] == "join the container's cgroups (cgroupfs driver)", init
+
+
+def test_a_namespace_joined_by_path_runs_through_stage1(rt, make_config, bundle):
+    """A namespace joined by path needs stage-1 (setns before init is forked): the same
+    check, on that path (the namespace: a holder process's, which the test started)."""
+    holder = subprocess.Popen(["unshare", "--ipc", "sleep", "60"])
+    try:
+        config = make_config(["true"], out=False)
+        config["linux"]["namespaces"] = [
+            ns for ns in config["linux"]["namespaces"] if ns["type"] != "ipc"]
+        path = f"/proc/{holder.pid}/ns/ipc"
+        for _ in range(100):  # until unshare has made it
+            if os.readlink(path) != os.readlink("/proc/self/ns/ipc"):
+                break
+            time.sleep(0.01)
+        config["linux"]["namespaces"].append({"type": "ipc", "path": path})
+        ran = _run_both(rt, bundle(config))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert sorted(ran) == sorted(STAGE1), list(ran)
     assert ran["stage-1, in the new namespaces, forks init"][-1].startswith('sync: {"pid"')
+    assert f"setns {path} (ipc)" in ran["stage-1, in the new namespaces, forks init"]
+    assert not any("PDEATHSIG" in text for text in ran["init, before it reports ready"])
 
 
 def test_hooks_and_timings_are_steps_in_explain_order(rt, make_config, bundle):
@@ -103,7 +143,7 @@ def test_hooks_and_timings_are_steps_in_explain_order(rt, make_config, bundle):
     init = ran["init, before it reports ready"]
     assert init.index('sync: {"hooks"} to the runtime (prestart, createRuntime hooks), wait '
                       'for {"hooks-done"}') < init.index("createContainer hooks: 1")
-    runtime = ran["runtime, while stage-1 and init set up"]
+    runtime = ran["runtime, while init sets up"]
     assert 'sync: {"hooks-done"} to init' in runtime
     assert ran["init, on start"][:2] == [
         "startContainer hooks: 1",

@@ -25,6 +25,7 @@ from ocirt.container.sync import Channel
 from ocirt.linux import plan as steps
 from ocirt.linux import syscalls as sc
 from ocirt.linux.process import ProcessSetup
+from ocirt.linux.syscalls.double import Stopped
 from ocirt.timings import Timings
 from tests.phase_double import explained
 
@@ -324,3 +325,26 @@ def test_exec_joins_with_creates_steps(monkeypatch: pytest.MonkeyPatch) -> None:
     assert [step.text for step in created] == [
         text for _, text in recorder.ran if text.startswith(("setns", "setresgid", "close"))]
     assert explained(explain_exec(plan)) == _recorded(build_exec(plan, ExecLive()).all())
+
+
+def test_direct_init_exits_if_the_runtime_has_gone(tmp_path: Path) -> None:
+    """init's first step on the direct path: PR_SET_PDEATHSIG, then, as its parent is outside
+    its pid namespace, the sync channel tells whether the runtime died before the prctl (its
+    end hung up): init goes on while the runtime holds its end, exits once it does not."""
+    bundle, config = _config(tmp_path)
+    plan = planning.build("ph", bundle, config, planning.Options())
+    live = phases.Live()
+    parent_end, live.child_end = Channel.pair()
+    first = phases.build(plan, live).init.steps[0]
+    assert plan.direct and first.text.startswith("prctl(PR_SET_PDEATHSIG, SIGKILL)")
+    try:
+        with sc.recording() as calls:
+            first.run()  # the runtime is there
+            parent_end.close()
+            with pytest.raises(Stopped):
+                first.run()
+    finally:
+        live.child_end.close()
+    assert [(call.name, call.args) for call in calls] == [
+        ("prctl", (sc.PR_SET_PDEATHSIG, 9)), ("prctl", (sc.PR_SET_PDEATHSIG, 9)),
+        ("os._exit", (1,))]
