@@ -98,7 +98,8 @@ class ContainerPlan:
         (moved into the new network namespace before init is forked), a seccomp notify
         listener (stage-1 connects it on the host), and a cgroup driver that must place the
         child before it goes on (systemd: the scope is started with the child's pid, and
-        stage-1 waits for "go" after that; init cloned directly would run unplaced)."""
+        stage-1 waits for "go" after that; init cloned directly would run unplaced, and root
+        its cgroup namespace outside the scope)."""
         ns = self.namespaces
         seccomp = self.process.seccomp if self.process is not None else None
         return not (ns.new_user or ns.join or "time" in ns.create or self.net_devices
