@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from . import feature_support
+from .cgroup_support import SLOW  # (the cgroup v2 VM lane runs the run tests: TCG is slow)
 from .feature_support import started, userns_config
 from .support import ROOT_MARKS, RUNTIME_CMD, requires_ocirt, run_captured
 
@@ -71,7 +72,7 @@ def executed(stderr: str) -> dict[str, list[str]]:
 
 def watched(rt, *args: str):
     argv = [RUNTIME_CMD[0], "-c", WATCHED, "--root", str(rt.root), *args]
-    return run_captured(argv, stdin=None, env=rt.env, timeout=30)
+    return run_captured(argv, stdin=None, env=rt.env, timeout=30 * SLOW)
 
 
 def _same(explain_out: str, stderr: str) -> dict[str, list[str]]:
@@ -85,7 +86,7 @@ def _same(explain_out: str, stderr: str) -> dict[str, list[str]]:
 
 def _run_both(rt, path: Path, *options: str) -> dict[str, list[str]]:
     cid = rt.new_id("explain")
-    plan = rt.ok("run", "--explain", *options, "--bundle", str(path), cid)
+    plan = rt.ok("run", "--explain", *options, "--bundle", str(path), cid, timeout=10 * SLOW)
     result = watched(rt, "run", *options, "--bundle", str(path), cid)
     assert result.returncode == 0, result
     return _same(plan.stdout, result.stderr)
@@ -180,7 +181,8 @@ def test_user_namespace_mapping_exchange(rt, make_config, bundle, open_rootfs, o
 def test_exec_runs_what_explain_says(rt, make_config, bundle):
     cid, _ = started(rt, bundle, make_config(["sleep", "100"], out=False))
     for options in ((), ("--timings",)):
-        plan = rt.ok("exec", "--explain", *options, cid, "sh", "-c", "exit 3")
+        plan = rt.ok("exec", "--explain", *options, cid, "sh", "-c", "exit 3",
+                     timeout=10 * SLOW)
         result = watched(rt, "exec", *options, cid, "sh", "-c", "exit 3")
         assert result.returncode == 3, result
         ran = _same(plan.stdout, result.stderr)
