@@ -8,8 +8,9 @@ A create killed outright (SIGKILL) cannot undo anything, so it records what it i
 before it makes it: the first state document (and its ``cleanup.json`` copy) is written before
 any cgroup exists and names the cgroup directories about to be made, the mounts under the rootfs
 before init's own (no mount namespace) and this process (PID and start time, so ``state`` says
-``stopped`` once it is dead). Stage-1 dies with this process (PR_SET_PDEATHSIG); init is inside
-the container's cgroup before it exists, so ``delete --force`` finds it there.
+``stopped`` once it is dead). Stage-1 dies with this process (PR_SET_PDEATHSIG), and so does an
+init cloned without stage-1 until it has joined the cgroups; init is inside the container's
+cgroup before it exists, so ``delete --force`` finds it there.
 """
 
 from __future__ import annotations
@@ -115,7 +116,7 @@ def create(store: Store, plan: planning.ContainerPlan, foreground: bool = False)
         live.init = protocol.Init(live.child_end, timings)
         live.phases = phases.build(plan, live)
         lap("namespace fds, sockets; phases")
-        live.phases.runtime.run(timings)  # cgroups, idmapped mounts, fork stage-1
+        live.phases.runtime.run(timings)  # cgroups, idmapped mounts, fork stage-1 (or init)
         live.phases.after_stage1.run(timings)  # until init is ready; stage-1 reaped
         init_pid = live.init_pid
         if pidfd_sock is not None:
@@ -188,8 +189,9 @@ def _start_time(pid: int, gone: str = "") -> int:
 
 
 def _kill_and_reap(stage1_pid: int, init_pid: int) -> None:
-    """Kill both children; once stage-1 is reaped, init is our child too (we are a
-    subreaper), so it can be reaped, which takes it out of its cgroups."""
+    """Kill both children (0: none); once stage-1 is reaped, init is our child too (we are
+    a subreaper; without stage-1 it is from the start), so it can be reaped, which takes it
+    out of its cgroups."""
     for pid in (init_pid, stage1_pid):
         if pid:
             try:

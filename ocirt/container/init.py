@@ -1,11 +1,11 @@
 """The two forked stages that become the container: each a loop over its phase.
 
-``stage1`` enters the namespaces and forks ``init``, which becomes PID 1 of a new pid
-namespace; ``init`` builds the root filesystem and the process, reports ready, waits for
-``start`` and execs the user's program. What each does is its phase's list of steps
-(``ocirt.container.phases``; the protocol they speak: ``ocirt.container.protocol``). Both run
-in forked copies of the runtime and never return: they exit with ``os._exit`` after reporting
-any error to the parent.
+``stage1`` enters the namespaces and forks ``init``, which becomes PID 1 of a new pid namespace
+(where the plan needs no stage-1, the runtime clones ``init`` into them itself); ``init`` builds
+the root filesystem and the process, reports ready, waits for ``start`` and execs the user's
+program. What each does is its phase's list of steps (``ocirt.container.phases``; the protocol
+they speak: ``ocirt.container.protocol``). Both run in forked copies of the runtime and never
+return: they exit with ``os._exit`` after reporting any error to the parent.
 """
 
 from __future__ import annotations

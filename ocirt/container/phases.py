@@ -1,7 +1,10 @@
-"""The phases of ``create``: every step of its three processes, in the order each runs them.
+"""The phases of ``create``: every step of its processes, in the order each runs them.
 
 ``build`` turns a ``ContainerPlan`` into five phases: the runtime before it forks stage-1,
-stage-1, the runtime once stage-1 runs, init before it reports ready, and init on start.
+stage-1, the runtime once stage-1 runs, init before it reports ready, and init on start; or,
+where the plan needs no stage-1 (``ContainerPlan.direct``), four: the runtime before it clones
+init (one clone3 into the new namespaces and the cgroup2 directory), the runtime while init
+sets up, and init's two, the first of which begins with stage-1's own per-process steps.
 ``create`` runs the runtime's, ``init.stage1`` and ``init.init`` the children's, each a loop
 over its phase; ``--explain`` prints the same phases. The sync exchanges are steps too, spoken
 through the role objects of ``protocol``; whether an optional exchange happens (the id maps,
@@ -14,6 +17,7 @@ namespace fds, the pids) they read from ``Live`` when they run.
 from __future__ import annotations
 
 import os
+import select
 from _functools import partial  # functools.partial; functools imports collections (~2 ms)
 
 from ocirt.container import hooks, init_phases, protocol
@@ -68,17 +72,23 @@ class Live(Joining):
 
 
 class CreatePhases:
-    def __init__(self, runtime: Phase, stage1: Phase, after_stage1: Phase, init: Phase,
+    """``stage1`` is None on the direct path (``after_stage1``: the runtime while init sets
+    up)."""
+
+    def __init__(self, runtime: Phase, stage1: Phase | None, after_stage1: Phase, init: Phase,
                  on_start: Phase) -> None:
         self.runtime, self.stage1, self.after_stage1 = runtime, stage1, after_stage1
         self.init, self.on_start = init, on_start
 
     def all(self) -> list[Phase]:
         """In the order they begin."""
-        return [self.runtime, self.stage1, self.after_stage1, self.init, self.on_start]
+        return [phase for phase in (self.runtime, self.stage1, self.after_stage1, self.init,
+                                    self.on_start) if phase is not None]
 
 
 def build(plan: ContainerPlan, live: Live) -> CreatePhases:
+    if plan.direct:
+        return _build_direct(plan, live)
     return CreatePhases(
         Phase("runtime", "before it forks stage-1", [
             *runtime_steps(),
@@ -92,15 +102,91 @@ def build(plan: ContainerPlan, live: Live) -> CreatePhases:
         Phase("init", "on start", init_phases.on_start_items(plan, live)))
 
 
+def _build_direct(plan: ContainerPlan, live: Live) -> CreatePhases:
+    kinds = _clone_kinds(plan)
+    clone = (f"clone3({flag_names(kinds)}) init" if kinds else "fork init")
+    return CreatePhases(
+        Phase("runtime", "before it clones init", [
+            *runtime_steps(),
+            *labelled(plan.cgroup_steps, "cgroups: make, write limits"),
+            *(Step(m.describe(), m.prepare, "idmapped mounts") for m in plan.idmapped),
+            Step(f"{clone} (born in the container's cgroup2 directory where the kernel lets "
+                 "it)", partial(_clone_init, plan, live), "clone init")]),
+        None,
+        Phase("runtime", "while init sets up", _after_stage1_items(plan, live)),
+        Phase("init", "before it reports ready",
+              [*_direct_init_items(plan, live), *init_phases.init_items(plan, live)]),
+        Phase("init", "on start", init_phases.on_start_items(plan, live)))
+
+
+def _clone_kinds(plan: ContainerPlan) -> list[str]:
+    """The namespaces init is born in on the direct path: every new one but the cgroup
+    namespace, whose root would be the runtime's cgroup (init unshares it once it joined)."""
+    return [kind for kind in plan.namespaces.create if kind != "cgroup"]
+
+
+def _clone_init(plan: ContainerPlan, live: Live) -> None:
+    # Born in the cgroup2 directory (if any): see _fork_stage1. The runtime has init's pid
+    # from clone3: no "pid" to wait for, no gate, no stage-1 to reap.
+    kinds = _clone_kinds(plan)
+    pid, live.in_cgroup2 = plan.cgroup.fork_inside(
+        plan.namespaces.unshare_flags() & ~sc.CLONE_NEWCGROUP, flag_names(kinds))
+    if pid == 0:
+        live.parent.channel.close()  # (its end hangs up when the runtime dies: _die_with_runtime)
+        init(plan, live.init, live.phases.init, live.phases.on_start)
+    live.init_pid = live.state.pid = pid
+    _forked(plan, live, pid)
+
+
+def _direct_init_items(plan: ContainerPlan, live: Live) -> list[Step | Note]:
+    """Stage-1's per-process steps, run by init itself, first thing, on the direct path."""
+    label = "pdeathsig, cgroups: join"
+    items: list[Step | Note] = [
+        # As stage-1: a runtime killed before init is in the container's cgroup leaves
+        # nothing behind. init's parent is outside its pid namespace (getppid() is 0), so a
+        # runtime that died before the prctl shows as its end of the sync channel hung up.
+        Step("prctl(PR_SET_PDEATHSIG, SIGKILL); exit if the runtime has gone already (its "
+             "end of the sync channel hung up)", partial(_die_with_runtime, live), label),
+        Step(f"join the container's cgroups ({plan.cgroup.kind} driver)",
+             lambda: plan.cgroup.join(live.in_cgroup2), label),
+        Step("sched_setaffinity: every CPU (init never gets the runtime's CPU mask)",
+             partial(affinity.reset, 0), label),
+        # init outlives the runtime from here on, as it does once stage-1 has exited
+        Step("prctl(PR_SET_PDEATHSIG, 0) (in the container's cgroup: init outlives the "
+             "runtime)", _no_pdeathsig, label)]
+    if "cgroup" in plan.namespaces.create:  # its root is the cgroup just joined
+        items.append(Step("unshare(CLONE_NEWCGROUP)", partial(unshare, sc.CLONE_NEWCGROUP),
+                          "cgroup namespace"))
+    return items
+
+
+def _die_with_runtime(live: Live) -> None:
+    sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
+    poller = select.poll()
+    poller.register(live.child_end.fileno(), select.POLLIN)
+    if any(events & select.POLLHUP for _, events in poller.poll(0)):
+        os._exit(1)
+
+
+def _no_pdeathsig() -> None:
+    sc.prctl(sc.PR_SET_PDEATHSIG, 0)
+
+
 def _fork_stage1(plan: ContainerPlan, live: Live) -> None:
     # Stage-1 is born in the cgroup2 directory (if any) and joins the v1 ones itself, first
     # thing: moved by us through cgroup.procs it would wait ~10 ms for an RCU grace period.
     pid, live.in_cgroup2 = plan.cgroup.fork_inside()
     if pid == 0:
         live.parent.channel.close()
+        assert live.phases.stage1 is not None  # (build made one: the plan is not direct)
         stage1(plan, live.stage1, live.phases.stage1)
     live.stage1_pid = pid
-    plan.cgroup.adopt(pid)  # systemd: the transient scope, with stage-1 in it
+    _forked(plan, live, pid)
+
+
+def _forked(plan: ContainerPlan, live: Live, pid: int) -> None:
+    """The runtime, once its child (stage-1, or init on the direct path) exists."""
+    plan.cgroup.adopt(pid)  # systemd: the transient scope, with stage-1 in it (never direct)
     live.child_end.close()
     if live.listener is not None:
         live.listener.close()
@@ -199,6 +285,27 @@ def _report_init(live: Live) -> None:
 
 
 def _after_stage1_items(plan: ContainerPlan, live: Live) -> list[Step | Note]:
+    items = [] if plan.direct else _stage1_exchanges(plan, live)
+    if plan.runtime_hooks:
+        label = "sync wait and prestart, createRuntime hooks"
+        items += [Step('sync: wait for {"hooks"}', lambda: live.parent.wait_for_hooks(), label),
+                  Step(hooks_text(plan.config, "prestart") + " (state: created, as crun and the "
+                       "conformance suite expect)", partial(_runtime_hooks, plan, live), label),
+                  Step('sync: {"hooks-done"} to init', lambda: live.parent.hooks_done(), label)]
+    label = "sync wait: init sets up the container"
+    items.append(Step('sync: wait for {"ready"}', lambda: live.parent.wait_for_ready(), label))
+    if plan.terminal and not plan.options.console_socket:  # `run` in the foreground
+        items.append(Step("receive the pty master from init", partial(_receive_pty, live),
+                          label))
+    if plan.direct:  # init is our child: nothing to reap
+        return items
+    # Reaped only now: its exit overlapped init's work (init was ours from that exit on).
+    return [*items, Step("reap stage-1 (it exited once init's pid was sent)",
+                         partial(_reap_stage1, live), "reap stage-1")]
+
+
+def _stage1_exchanges(plan: ContainerPlan, live: Live) -> list[Step | Note]:
+    """The runtime's side of stage-1's exchanges, up to init's pid."""
     items: list[Step | Note] = []
     linux = plan.config.get("linux") or {}
     if plan.namespaces.new_user:
@@ -229,23 +336,9 @@ def _after_stage1_items(plan: ContainerPlan, live: Live) -> list[Step | Note]:
                   Step('sync: {"offsets"} to stage-1', lambda: live.parent.offsets_written(),
                        label)]
     label = "sync wait: stage-1 joins the cgroups, makes namespaces, forks init"
-    items += [Step('sync: {"go"} to stage-1', lambda: live.parent.go(), label),
-              Step('sync: wait for {"pid"} (init\'s, as the host sees it)',
-                   partial(_wait_for_pid, live), label)]
-    if plan.runtime_hooks:
-        label = "sync wait and prestart, createRuntime hooks"
-        items += [Step('sync: wait for {"hooks"}', lambda: live.parent.wait_for_hooks(), label),
-                  Step(hooks_text(plan.config, "prestart") + " (state: created, as crun and the "
-                       "conformance suite expect)", partial(_runtime_hooks, plan, live), label),
-                  Step('sync: {"hooks-done"} to init', lambda: live.parent.hooks_done(), label)]
-    label = "sync wait: init sets up the container"
-    items.append(Step('sync: wait for {"ready"}', lambda: live.parent.wait_for_ready(), label))
-    if plan.terminal and not plan.options.console_socket:  # `run` in the foreground
-        items.append(Step("receive the pty master from init", partial(_receive_pty, live),
-                          label))
-    # Reaped only now: its exit overlapped init's work (init was ours from that exit on).
-    return [*items, Step("reap stage-1 (it exited once init's pid was sent)",
-                         partial(_reap_stage1, live), "reap stage-1")]
+    return [*items, Step('sync: {"go"} to stage-1', lambda: live.parent.go(), label),
+            Step('sync: wait for {"pid"} (init\'s, as the host sees it)',
+                 partial(_wait_for_pid, live), label)]
 
 
 def _receive_pty(live: Live) -> None:

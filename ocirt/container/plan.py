@@ -87,6 +87,25 @@ class ContainerPlan:
         self.runtime_hooks = bool(_hooks_of(config, "prestart")
                                   or _hooks_of(config, "createRuntime"))
 
+    @property
+    def direct(self) -> bool:
+        """Whether the runtime clones init itself, straight into its new namespaces (one
+        clone3; no stage-1). Only a stage-1, a process in the new namespaces before init
+        exists, can do what these need, so each keeps it: a new user namespace (the runtime
+        writes its id maps between unshare(CLONE_NEWUSER) and the fork), a namespace joined by
+        path (setns precedes the fork of the pid namespace's first member), a new time
+        namespace (its clock offsets are written before init enters it), network devices
+        (moved into the new network namespace before init is forked), a seccomp notify
+        listener (stage-1 connects it on the host), and a cgroup driver that must place the
+        child before it goes on (systemd: the scope is started with the child's pid, and
+        stage-1 waits for "go" after that; init cloned directly would run unplaced, and root
+        its cgroup namespace outside the scope)."""
+        ns = self.namespaces
+        seccomp = self.process.seccomp if self.process is not None else None
+        return not (ns.new_user or ns.join or "time" in ns.create or self.net_devices
+                    or (seccomp is not None and seccomp.notify)
+                    or self.cgroup.waits_for_adopt())
+
     def explain(self) -> str:
         """Every step of every phase, in the order ``create`` and its children run them."""
         return phases.explain(self)

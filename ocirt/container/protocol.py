@@ -7,7 +7,8 @@ conditions are decided once, in the plan (``ocirt.container.phases``): both side
 of the same plan, so they always agree on which exchanges happen.
 
 The roles: ``Parent`` is the runtime in ``create`` (and ``run``), ``Stage1`` the child that
-enters the namespaces (for ``create`` and ``exec``), ``Init`` the container's init, ``Starter``
+enters the namespaces (for ``create`` and ``exec``; ``create`` has none where the runtime
+clones init itself: ``CREATE_DIRECT``), ``Init`` the container's init, ``Starter``
 the runtime in ``start`` (or ``run``), ``ExecParent`` the runtime in ``exec`` and ``Process``
 the process ``exec`` starts.
 """
@@ -55,6 +56,9 @@ CREATE = (
     (HOOKS_DONE, "runtime", "init", "prestart or createRuntime hooks"),
     (READY, "init", "runtime", "always"),
 )
+# create without stage-1 (``ContainerPlan.direct``): the runtime clones init and has its pid
+# from clone3, so there is no "go" and no "pid".
+CREATE_DIRECT = tuple(row for row in CREATE if row[1] != "stage-1" and row[2] != "stage-1")
 START_EXCHANGES = (
     (START, "runtime", "init", "always"),
 )

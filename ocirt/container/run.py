@@ -1,9 +1,9 @@
 """run: create and start in one go; in the foreground, wait and return the exit status.
 
-The foreground runtime is a subreaper, so the container's init becomes its child once stage-1
-exits; it forwards the signals it gets to init (or, with a terminal, relays the user's terminal
-to the container's pty), and when init exits it deletes the container and returns init's exit
-status (128+N if a signal N killed it), as runc does.
+The foreground runtime is a subreaper, so the container's init is its child (cloned by it, or
+once stage-1 exits); it forwards the signals it gets to init (or, with a terminal, relays the
+user's terminal to the container's pty), and when init exits it deletes the container and
+returns init's exit status (128+N if a signal N killed it), as runc does.
 """
 
 from __future__ import annotations

@@ -53,8 +53,10 @@ def test_events_report_the_oom_kill(rt, make_config, bundle, out_dir):
         try:
             time.sleep(0.5 * SLOW)  # let `events` read the counter before the kill
             (out_dir / "go").write_text("")
-            wait_for((out_dir / "dd").exists, 20 * SLOW, what="the memory hog to end")
-            assert (out_dir / "dd").read_text().strip() == "137"
+            done = out_dir / "dd"  # (the shell makes the file, then writes into it)
+            wait_for(lambda: done.exists() and done.read_text().strip(), 20 * SLOW,
+                     what="the memory hog to end")
+            assert done.read_text().strip() == "137"
 
             def oom_seen() -> bool:
                 out.seek(0)

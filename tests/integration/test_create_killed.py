@@ -27,8 +27,10 @@ from testkit import mounts_under
 from . import feature_support
 from .support import (
     ROOT_MARKS,
+    RUNTIME_CMD,
     assert_nothing_left,
     pid_alive,
+    processes_with_token,
     requires_ocirt,
     wait_for,
 )
@@ -187,3 +189,56 @@ def test_creator_killed_in_a_prestart_hook_is_stopped(rt, make_config, bundle, t
     finally:
         if pid and pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
+
+
+# ocirt's CLI with a watcher (ocirt.linux.plan.watch) that SIGKILLs the runtime as soon as it
+# has cloned init, and holds init back until then before its first step: the runtime is dead
+# before init's prctl(PR_SET_PDEATHSIG), so no signal will ever come for it. Each step init
+# begins is written to stderr.
+KILLED_AFTER_CLONE = """
+import os, signal, sys, time
+from ocirt.linux import plan
+
+RUNTIME = os.getpid()
+
+class KillAfterClone:
+    def phase(self, phase):
+        pass
+
+    def step(self, step):
+        if os.getpid() != RUNTIME:
+            if step.text.startswith("prctl(PR_SET_PDEATHSIG, SIGKILL)"):
+                time.sleep(0.5)  # (the runtime is killed meanwhile)
+            os.write(2, f"@init\\t{step.text}\\n".encode())
+        step.action()
+        if os.getpid() == RUNTIME and step.text.startswith("clone3("):
+            os.kill(RUNTIME, signal.SIGKILL)
+
+plan.watch(KillAfterClone())
+sys.argv[0] = "ocirt"
+from ocirt.cli import main
+main()
+"""
+
+
+def test_runtime_killed_before_init_set_pdeathsig(rt, make_config, bundle):
+    """Without stage-1 the runtime clones init, whose parent is then outside its pid namespace
+    (getppid() is 0): a runtime that died before init's prctl(PR_SET_PDEATHSIG) shows as its
+    end of the sync channel hung up, and init exits at that first step, before it joins the
+    cgroups or mounts anything; delete --force removes the rest."""
+    config = make_config(["sleep", "100"], out=False)
+    cid = rt.new_id("killed")
+    path = bundle(config)
+    assert "clone3(" in rt.ok("create", "--explain", "--bundle", str(path), cid).stdout
+    argv = [RUNTIME_CMD[0], "-c", KILLED_AFTER_CLONE, "--root", str(rt.root),
+            "create", "--bundle", str(path), cid]
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=err, env=rt.env, timeout=30, check=False)
+        assert proc.returncode == -signal.SIGKILL
+        wait_for(lambda: not processes_with_token(rt.token), 5, what="init to exit")
+        err.seek(0)
+        began = [line.split("\t", 1)[1] for line in err.read().decode().splitlines()
+                 if line.startswith("@init\t")]
+    assert len(began) == 1 and began[0].startswith("prctl(PR_SET_PDEATHSIG, SIGKILL)"), began
+    check_after_kill(rt, cid, "killed right after clone3")

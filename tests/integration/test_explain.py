@@ -6,9 +6,12 @@ ocirt-only option: runc has no --explain)."""
 from __future__ import annotations
 
 import os
+import subprocess
+import time
 from pathlib import Path
 
 from . import feature_support
+from .cgroup_support import SLOW  # (the cgroup v2 VM lane runs the run tests: TCG is slow)
 from .feature_support import started, userns_config
 from .support import ROOT_MARKS, RUNTIME_CMD, requires_ocirt, run_captured
 
@@ -69,7 +72,7 @@ def executed(stderr: str) -> dict[str, list[str]]:
 
 def watched(rt, *args: str):
     argv = [RUNTIME_CMD[0], "-c", WATCHED, "--root", str(rt.root), *args]
-    return run_captured(argv, stdin=None, env=rt.env, timeout=30)
+    return run_captured(argv, stdin=None, env=rt.env, timeout=30 * SLOW)
 
 
 def _same(explain_out: str, stderr: str) -> dict[str, list[str]]:
@@ -83,16 +86,54 @@ def _same(explain_out: str, stderr: str) -> dict[str, list[str]]:
 
 def _run_both(rt, path: Path, *options: str) -> dict[str, list[str]]:
     cid = rt.new_id("explain")
-    plan = rt.ok("run", "--explain", *options, "--bundle", str(path), cid)
+    plan = rt.ok("run", "--explain", *options, "--bundle", str(path), cid, timeout=10 * SLOW)
     result = watched(rt, "run", *options, "--bundle", str(path), cid)
     assert result.returncode == 0, result
     return _same(plan.stdout, result.stderr)
 
 
+DIRECT = ["runtime, before it clones init", "runtime, while init sets up",
+          "init, before it reports ready", "init, on start"]
+STAGE1 = ["runtime, before it forks stage-1", "stage-1, in the new namespaces, forks init",
+          "runtime, while stage-1 and init set up", "init, before it reports ready",
+          "init, on start"]
+
+
 def test_run_runs_what_explain_says(rt, make_config, bundle):
+    """The direct path: nothing needs stage-1, so the runtime clones init into its
+    namespaces, and init joins the cgroups first."""
     ran = _run_both(rt, bundle(make_config(["true"], out=False)))
+    assert sorted(ran) == sorted(DIRECT), list(ran)
     assert ran["init, on start"][-1].startswith("execve ['true']"), ran
+    assert ran["runtime, before it clones init"][-1].startswith("clone3(CLONE_NEWPID"), ran
+    assert ran["runtime, while init sets up"] == ['sync: wait for {"ready"}'], ran
+    init = ran["init, before it reports ready"]
+    assert init[0].startswith("prctl(PR_SET_PDEATHSIG, SIGKILL)"), init
+    assert init[1] == "join the container's cgroups (cgroupfs driver)", init
+
+
+def test_a_namespace_joined_by_path_runs_through_stage1(rt, make_config, bundle):
+    """A namespace joined by path needs stage-1 (setns before init is forked): the same
+    check, on that path (the namespace: a holder process's, which the test started)."""
+    holder = subprocess.Popen(["unshare", "--ipc", "sleep", "60"])
+    try:
+        config = make_config(["true"], out=False)
+        config["linux"]["namespaces"] = [
+            ns for ns in config["linux"]["namespaces"] if ns["type"] != "ipc"]
+        path = f"/proc/{holder.pid}/ns/ipc"
+        for _ in range(100):  # until unshare has made it
+            if os.readlink(path) != os.readlink("/proc/self/ns/ipc"):
+                break
+            time.sleep(0.01)
+        config["linux"]["namespaces"].append({"type": "ipc", "path": path})
+        ran = _run_both(rt, bundle(config))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert sorted(ran) == sorted(STAGE1), list(ran)
     assert ran["stage-1, in the new namespaces, forks init"][-1].startswith('sync: {"pid"')
+    assert f"setns {path} (ipc)" in ran["stage-1, in the new namespaces, forks init"]
+    assert not any("PDEATHSIG" in text for text in ran["init, before it reports ready"])
 
 
 def test_hooks_and_timings_are_steps_in_explain_order(rt, make_config, bundle):
@@ -103,7 +144,7 @@ def test_hooks_and_timings_are_steps_in_explain_order(rt, make_config, bundle):
     init = ran["init, before it reports ready"]
     assert init.index('sync: {"hooks"} to the runtime (prestart, createRuntime hooks), wait '
                       'for {"hooks-done"}') < init.index("createContainer hooks: 1")
-    runtime = ran["runtime, while stage-1 and init set up"]
+    runtime = ran["runtime, while init sets up"]
     assert 'sync: {"hooks-done"} to init' in runtime
     assert ran["init, on start"][:2] == [
         "startContainer hooks: 1",
@@ -140,7 +181,8 @@ def test_user_namespace_mapping_exchange(rt, make_config, bundle, open_rootfs, o
 def test_exec_runs_what_explain_says(rt, make_config, bundle):
     cid, _ = started(rt, bundle, make_config(["sleep", "100"], out=False))
     for options in ((), ("--timings",)):
-        plan = rt.ok("exec", "--explain", *options, cid, "sh", "-c", "exit 3")
+        plan = rt.ok("exec", "--explain", *options, cid, "sh", "-c", "exit 3",
+                     timeout=10 * SLOW)
         result = watched(rt, "exec", *options, cid, "sh", "-c", "exit 3")
         assert result.returncode == 3, result
         ran = _same(plan.stdout, result.stderr)

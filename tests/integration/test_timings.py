@@ -90,7 +90,8 @@ def test_run_phases_add_up_to_the_wall_time(rt, make_config, bundle):
     for expected in [("runtime", "interpreter start"),
                      ("runtime", "config load and validation"), ("runtime", "plan"),
                      ("runtime", "cgroups: make, write limits"),
-                     ("stage-1", "namespaces: join, unshare"),
+                     ("runtime", "clone init"),  # (no stage-1: nothing needs it here)
+                     ("init", "pdeathsig, cgroups: join"),
                      ("init", "mounts and devices"), ("init", "pivot_root"),
                      ("init", "capabilities"), ("init", "no_new_privs"),
                      ("runtime", "sync wait: init sets up the container"),
@@ -125,7 +126,7 @@ def test_create_reports_up_to_created(rt, make_config, bundle):
     rows = _rows(result)
     _check_adds_up(rows, wall)
     processes = {r["process"] for r in rows}
-    assert processes == {"runtime", "stage-1", "init"}, rows
+    assert processes == {"runtime", "init"}, rows  # (the runtime clones init: no stage-1)
     assert rt.status(cid) == "created"
     assert rt("start", cid).returncode == 0  # init was not changed by the option
 

@@ -1,8 +1,9 @@
 """The phases of create and exec, checked without root: ``--explain`` lists the steps the
 phases run, in order; both sides of the parent/child protocol run the same exchanges whatever
-the config; and under a recording double of the kernel calls, stage-1's calls are made by the
-plan's steps, in order, and nothing acts outside a step (``plan.Recorder`` knows the step
-running when a call is made)."""
+the config, on the direct path (the runtime clones init) and through stage-1; and under a
+recording double of the kernel calls, stage-1's calls are made by the plan's steps, in order,
+and nothing acts outside a step (``plan.Recorder`` knows the step running when a call is
+made)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from ocirt.container.sync import Channel
 from ocirt.linux import plan as steps
 from ocirt.linux import syscalls as sc
 from ocirt.linux.process import ProcessSetup
+from ocirt.linux.syscalls.double import Stopped
 from ocirt.timings import Timings
 from tests.phase_double import explained
 
@@ -49,6 +51,14 @@ def _userns(config: dict[str, Any]) -> dict[str, Any]:
     return _with(config, "user")
 
 
+def _joined(config: dict[str, Any]) -> dict[str, Any]:
+    """A namespace joined by path (setns before the fork of init): stage-1 is needed."""
+    config["linux"]["namespaces"] = [ns for ns in config["linux"]["namespaces"]
+                                     if ns["type"] != "ipc"]
+    config["linux"]["namespaces"].append({"type": "ipc", "path": "/proc/self/ns/ipc"})
+    return config
+
+
 def _hooks(config: dict[str, Any]) -> dict[str, Any]:
     config["hooks"] = {kind: [HOOK] for kind in ("prestart", "createRuntime",
                                                  "createContainer", "startContainer")}
@@ -70,12 +80,16 @@ CONFIGS = {
     "plain": lambda config: config,
     "hooks": _hooks,
     "userns": _userns,
+    "joined": _joined,
     "time": lambda config: {**_with(config, "time"), "linux": {
         **config["linux"], "timeOffsets": {"monotonic": {"secs": 5, "nanosecs": 0}}}},
     "no process": lambda config: {key: value for key, value in config.items()
                                   if key != "process"},
     "terminal": lambda config: {**config, "process": {**config["process"], "terminal": True}},
 }
+
+
+STAGE1 = {"userns", "joined", "time"}  # the configs that need stage-1 (the rest: direct)
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
@@ -88,6 +102,42 @@ def test_explain_lists_exactly_the_steps_the_phases_run(tmp_path: Path, name: st
     assert len(listed) > 20
     texts = [text for _, text in listed]
     assert not any("no-op" in text for text in texts)
+    headings = list(dict.fromkeys(heading for heading, _ in listed))
+    if name in STAGE1:
+        assert not plan.direct
+        assert headings == ["runtime, before it forks stage-1",
+                            "stage-1, in the new namespaces, forks init",
+                            "runtime, while stage-1 and init set up",
+                            "init, before it reports ready", "init, on start"]
+    else:
+        assert plan.direct
+        assert headings == ["runtime, before it clones init", "runtime, while init sets up",
+                            "init, before it reports ready", "init, on start"]
+        assert not any('"go"' in text or '"pid"' in text or "reap" in text
+                       for text in texts), texts
+
+
+def _notify(config: dict[str, Any]) -> dict[str, Any]:
+    config["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW",
+                                  "listenerPath": "/run/ph-listener.sock",
+                                  "syscalls": [{"names": ["mkdirat"],
+                                                "action": "SCMP_ACT_NOTIFY"}]}
+    return config
+
+
+@pytest.mark.parametrize("name", ["userns", "joined", "time", "notify", "adopt"])
+def test_stage1_stays_where_only_it_can_do_the_work(tmp_path: Path, name: str,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each reason in ``ContainerPlan.direct``'s docstring keeps stage-1 (the network
+    devices' too: tests/integration/test_net_devices.py runs them)."""
+    bundle, config = _config(tmp_path)
+    changed = {**CONFIGS, "notify": _notify, "adopt": lambda config: config}[name](config)
+    plan = planning.build("ph", bundle, changed, planning.Options())
+    if name == "adopt":  # a driver that places the child itself (systemd's create)
+        assert plan.direct
+        monkeypatch.setattr(plan.cgroup, "waits_for_adopt", lambda: True)
+    assert not plan.direct
+    assert phases.build(plan, phases.Live()).stage1 is not None
 
 
 def test_time_offsets_follow_the_unshare_of_the_time_namespace(tmp_path: Path) -> None:
@@ -126,7 +176,7 @@ class _State:  # what the runtime's hooks steps read of the state (not run here)
     pid = 0
 
 
-@pytest.mark.parametrize("name", ["plain", "hooks", "userns", "time"])
+@pytest.mark.parametrize("name", ["plain", "hooks", "userns", "time", "joined"])
 def test_both_sides_run_the_same_exchanges(tmp_path: Path, name: str) -> None:
     """The runtime's phase against stage-1's then init's (one after the other, as the pipe
     init waits on makes them), only the sync steps run: no side waits for a message the other
@@ -150,7 +200,8 @@ def test_both_sides_run_the_same_exchanges(tmp_path: Path, name: str) -> None:
     def children() -> None:
         try:
             for phase in (built.stage1, built.init):
-                phase.run()
+                if phase is not None:  # (none on the direct path: the runtime clones init)
+                    phase.run()
         except BaseException as err:  # (reported by the main thread)
             errors.append(err)
 
@@ -175,6 +226,7 @@ def test_both_sides_run_the_same_exchanges(tmp_path: Path, name: str) -> None:
     assert (name == "userns") == any('"userns"' in text for text in sent)
     assert (name == "hooks") == any('"hooks-done"' in text for text in sent)
     assert (name == "time") == any('"offsets"' in text for text in sent)
+    assert (name in STAGE1) == any('"go"' in text for text in sent) == (not plan.direct)
 
 
 def _also_record(calls: Any, monkeypatch: pytest.MonkeyPatch, owner: Any, name: str,
@@ -273,3 +325,26 @@ def test_exec_joins_with_creates_steps(monkeypatch: pytest.MonkeyPatch) -> None:
     assert [step.text for step in created] == [
         text for _, text in recorder.ran if text.startswith(("setns", "setresgid", "close"))]
     assert explained(explain_exec(plan)) == _recorded(build_exec(plan, ExecLive()).all())
+
+
+def test_direct_init_exits_if_the_runtime_has_gone(tmp_path: Path) -> None:
+    """init's first step on the direct path: PR_SET_PDEATHSIG, then, as its parent is outside
+    its pid namespace, the sync channel tells whether the runtime died before the prctl (its
+    end hung up): init goes on while the runtime holds its end, exits once it does not."""
+    bundle, config = _config(tmp_path)
+    plan = planning.build("ph", bundle, config, planning.Options())
+    live = phases.Live()
+    parent_end, live.child_end = Channel.pair()
+    first = phases.build(plan, live).init.steps[0]
+    assert plan.direct and first.text.startswith("prctl(PR_SET_PDEATHSIG, SIGKILL)")
+    try:
+        with sc.recording() as calls:
+            first.run()  # the runtime is there
+            parent_end.close()
+            with pytest.raises(Stopped):
+                first.run()
+    finally:
+        live.child_end.close()
+    assert [(call.name, call.args) for call in calls] == [
+        ("prctl", (sc.PR_SET_PDEATHSIG, 9)), ("prctl", (sc.PR_SET_PDEATHSIG, 9)),
+        ("os._exit", (1,))]

@@ -34,7 +34,7 @@ def test_explain_lists_every_phase(tmp_path: Path) -> None:
         "sethostname 'planned'",
         "mask /proc/kcore",
         "remount / read-only",
-        "unshare(CLONE_NEWPID",
+        "clone3(CLONE_NEWPID",  # (direct: no user namespace, nothing joined)
         "CLONE_NEWNET",
         "1048576",
         "setresuid 0",

@@ -45,8 +45,11 @@ def _defined(exchanges: tuple[tuple[str, str, str, str], ...]) -> list[tuple[str
 
 
 def test_the_diagrams_draw_the_protocol() -> None:
-    create, start, exec_ = _diagrams()
+    create, direct, start, exec_ = _diagrams()
     assert _drawn(create) == _defined(protocol.CREATE)
+    assert _drawn(direct) == _defined(protocol.CREATE_DIRECT)
+    assert [row[0] for row in protocol.CREATE_DIRECT] == [
+        protocol.HOOKS, protocol.HOOKS_DONE, protocol.READY]
     assert _drawn(start) == _defined(protocol.START_EXCHANGES)
     assert _drawn(exec_) == _defined(protocol.EXEC)
 

@@ -48,9 +48,9 @@ def test_results_values_functions_and_errors() -> None:
         assert sc.fstatfs_type(5) == 0xEF53
         with pytest.raises(PermissionError, match="EPERM"):
             sc.mount(None, "/x", None, sc.MS_REC)
-        with pytest.raises(RecordingError, match="fork_into_cgroup"):
-            sc.fork_into_cgroup(3)
-    assert calls.names() == ["prctl", "fstatfs_type", "mount", "fork_into_cgroup"]
+        with pytest.raises(RecordingError, match="clone3"):
+            sc.clone3(sc.CLONE_NEWPID, 3)
+    assert calls.names() == ["prctl", "fstatfs_type", "mount", "clone3"]
 
 
 def test_descriptors_the_double_made_are_closed_after() -> None:

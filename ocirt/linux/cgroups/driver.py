@@ -55,10 +55,18 @@ class CgroupDriver:
         """Put ``pid`` (stage-1, or an exec'd process) into the container's cgroup."""
         raise NotImplementedError
 
-    def fork_inside(self) -> tuple[int, bool]:
-        """``os.fork()``; (pid, whether the child was born inside the container's cgroup2
-        directory). A driver that can, forks straight into it (clone3 CLONE_INTO_CGROUP)."""
-        return os.fork(), False
+    def fork_inside(self, flags: int = 0, text: str = "") -> tuple[int, bool]:
+        """``os.fork()`` (given ``flags``, CLONE_NEW* named by ``text``: clone3, the child born
+        in those new namespaces); (pid, whether the child was born inside the container's
+        cgroup2 directory). A driver that can, forks straight into it (clone3
+        CLONE_INTO_CGROUP)."""
+        return plain_fork(flags, text), False
+
+    def waits_for_adopt(self) -> bool:
+        """Whether a new container's first child must wait until the parent's ``adopt`` has
+        placed it before it may go on (so ``create`` needs stage-1, which waits for "go").
+        Not by default: the child joins itself."""
+        return False
 
     def join(self, in_v2: bool = False) -> None:
         """In the child ``fork_inside`` made, first thing: move itself into the container's
@@ -113,6 +121,16 @@ class CgroupDriver:
     def mount_steps(self, ctx: Any, mount: dict[str, Any], flags: int) -> list[Step]:
         """A ``cgroup`` mount in the container: what it shows of the container's cgroup."""
         raise NotImplementedError
+
+
+def plain_fork(flags: int = 0, text: str = "") -> int:
+    """``os.fork()``, or with ``flags`` (CLONE_NEW*, named by ``text``) clone3 into new
+    namespaces: 0 in the child, its pid in the parent."""
+    if not flags:
+        return os.fork()
+    from ocirt.linux import syscalls
+
+    return syscalls.clone3(flags, text=text)
 
 
 def load(saved: dict[str, Any]) -> CgroupDriver:

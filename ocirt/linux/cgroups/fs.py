@@ -23,7 +23,7 @@ from _functools import partial  # functools.partial; functools imports collectio
 
 from ocirt.errors import ConfigError, OcirtError, SyscallError, UnsupportedError
 from ocirt.linux.cgroups.discovery import V2_NAMES, Hierarchy
-from ocirt.linux.cgroups.driver import CgroupDriver
+from ocirt.linux.cgroups.driver import CgroupDriver, plain_fork
 from ocirt.linux.cgroups.files import CgroupError, read_text, write_file
 from ocirt.linux.plan import Note, Step
 
@@ -182,10 +182,11 @@ class Manager(CgroupDriver):
 
     # --- processes ------------------------------------------------------------------------
 
-    def fork_inside(self) -> tuple[int, bool]:
-        """``os.fork()``, its child born in the container's cgroup2 directory if there is one
-        (clone3 CLONE_INTO_CGROUP: nothing to move later); (pid, whether it was). Where the
-        kernel refuses, a plain fork: the child's ``join`` then writes cgroup.procs."""
+    def fork_inside(self, flags: int = 0, text: str = "") -> tuple[int, bool]:
+        """``os.fork()`` (with ``flags``: into new namespaces, see ``CgroupDriver``), its child
+        born in the container's cgroup2 directory if there is one (clone3 CLONE_INTO_CGROUP:
+        nothing to move later); (pid, whether it was). Where the kernel refuses, a plain fork:
+        the child's ``join`` then writes cgroup.procs."""
         v2 = [self.dirs[h.name] for h in self.hierarchies if h.version == 2]
         if v2:
             try:
@@ -196,12 +197,12 @@ class Manager(CgroupDriver):
                 from ocirt.linux import syscalls
 
                 try:
-                    return syscalls.fork_into_cgroup(fd), True
+                    return syscalls.clone3(flags, fd, text), True
                 except SyscallError:
                     pass
                 finally:
                     os.close(fd)
-        return os.fork(), False
+        return plain_fork(flags, text), False
 
     def join(self, in_v2: bool = False) -> None:
         """Move the calling process, which must be single-threaded (a freshly forked child),

@@ -19,7 +19,7 @@ import os
 
 from ocirt.errors import ConfigError, UnsupportedError
 from ocirt.linux.cgroups.discovery import Hierarchy, own_paths
-from ocirt.linux.cgroups.driver import CgroupDriver
+from ocirt.linux.cgroups.driver import CgroupDriver, plain_fork
 from ocirt.linux.cgroups.fs import Manager
 from ocirt.linux.plan import Note, Step
 
@@ -68,9 +68,9 @@ class NoneManager(CgroupDriver):
     def add(self, pid: int) -> None:
         """The process stays in the caller's cgroups."""
 
-    def fork_inside(self) -> tuple[int, bool]:
+    def fork_inside(self, flags: int = 0, text: str = "") -> tuple[int, bool]:
         """A plain fork: the child stays in the caller's cgroups."""
-        return os.fork(), False
+        return plain_fork(flags, text), False
 
     def join(self, in_v2: bool = False) -> None:
         """The process stays in the caller's cgroups."""

@@ -33,6 +33,7 @@ from ocirt.errors import OcirtError, UnsupportedError
 from ocirt.identity import running_rootless
 from ocirt.linux.cgroups import sdprops
 from ocirt.linux.cgroups.discovery import Hierarchy, discover, pure_v2
+from ocirt.linux.cgroups.driver import plain_fork
 from ocirt.linux.cgroups.files import CgroupError, read_file, read_text
 from ocirt.linux.cgroups.fs import Manager
 from ocirt.linux.cgroups.none import check_device_rules
@@ -139,12 +140,16 @@ class SystemdManager(Manager):
         props += sdprops.resource_properties(self._resources, version)
         return props
 
-    def fork_inside(self) -> tuple[int, bool]:
+    def fork_inside(self, flags: int = 0, text: str = "") -> tuple[int, bool]:
         """For exec, cgroupfs's (the scope's cgroup exists); for create a plain fork: the
         scope does not exist until ``adopt`` starts it with the child's PID."""
         if self.started:
-            return super().fork_inside()
-        return os.fork(), False
+            return super().fork_inside(flags, text)
+        return plain_fork(flags, text), False
+
+    def waits_for_adopt(self) -> bool:
+        """create: the child is in the scope only once ``adopt`` has started it."""
+        return not self.started
 
     def join(self, in_v2: bool = False) -> None:
         if not self.started:

@@ -42,7 +42,7 @@ from ocirt.linux.syscalls.mounts import (
     umount2,
 )
 from ocirt.linux.syscalls.task import (
-    fork_into_cgroup,
+    clone3,
     getrlimit,
     ioprio_set,
     join_session_keyring,
@@ -63,7 +63,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ocirt.linux.syscalls.double import Recorder
 
-__all__ = ["fork_into_cgroup", "fsmount_new", "fstatfs_type", "getrlimit", "ioprio_set",
+__all__ = ["clone3", "fsmount_new", "fstatfs_type", "getrlimit", "ioprio_set",
            "join_session_keyring", "loopback_up",
            "mount", "mount_setattr", "move_mount", "open_tree", "openat2", "personality",
            "pivot_root", "prctl", "recording", "rename_exchange", "sched_setaffinity",

@@ -230,9 +230,9 @@ class Recorder(list[Call]):
         if name == "os.fork":
             raise RecordingError("os.fork: the double does not fork; give its result in "
                                  "results (0: be the child, a pid: be the parent)")
-        if name == "fork_into_cgroup":
-            raise RecordingError("fork_into_cgroup: the double does not fork; give its result "
-                                 "in results (0: be the child, a pid: be the parent)")
+        if name == "clone3":
+            raise RecordingError("clone3: the double does not fork; give its result in "
+                                 "results (0: be the child, a pid: be the parent)")
         if name == "capng.name_to_capability":
             return CAPABILITIES.index(args[0]) if args[0] in CAPABILITIES else -1
         if name == "capng.capability_to_name":

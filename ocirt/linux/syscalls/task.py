@@ -1,6 +1,7 @@
 """Calls that change the calling process (the kernel's task): namespaces, prctl, names,
-keyring, personality, scheduling, NUMA policy, resource limits, a fork into a cgroup2
-directory, and bringing up the loopback interface of the network namespace it is in."""
+keyring, personality, scheduling, NUMA policy, resource limits, a fork into new namespaces
+and a cgroup2 directory (clone3), and bringing up the loopback interface of the network
+namespace it is in."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ _IFREQ_FLAGS = Struct("16sh14x")  # struct ifreq: the name, ifr_flags
 
 CALLS = ("unshare", "setns", "prctl", "sethostname", "setdomainname", "join_session_keyring",
          "personality", "set_mempolicy", "ioprio_set", "sched_setattr", "sched_setaffinity",
-         "fork_into_cgroup", "setrlimit", "getrlimit", "loopback_up")
+         "clone3", "setrlimit", "getrlimit", "loopback_up")
 
 _unshare = LIBC.unshare
 _unshare.argtypes = [ffi.c_int]
@@ -155,20 +156,26 @@ class _CloneArgs(ffi.Structure):
         "tls", "set_tid", "set_tid_size", "cgroup")]
 
 
-def fork_into_cgroup(cgroup_fd: int) -> int:
-    """``os.fork()`` whose child starts in the cgroup2 directory open as ``cgroup_fd``
-    (clone3 with CLONE_INTO_CGROUP, Linux 5.7): 0 in the child, its pid in the parent.
+def clone3(flags: int, cgroup_fd: int = -1, text: str = "") -> int:
+    """``os.fork()`` through clone3 with ``flags`` (CLONE_NEW*: the child is born in new
+    namespaces) and, given a ``cgroup_fd``, CLONE_INTO_CGROUP (Linux 5.7: the child starts in
+    the cgroup2 directory open as ``cgroup_fd``): 0 in the child, its pid in the parent.
+    ``text`` names the flags for the error (else they are shown as a number).
 
     The interpreter is prepared and restored around the call as ``os.fork`` does it
     (PyOS_BeforeFork, PyOS_AfterFork_Child/_Parent), and the call is made with the GIL held
     (through ``pythonapi``), so the child runs no Python code before it is set right. Only for
     a single-threaded caller, as glibc's own fork handlers do not run.
     """
-    call = f"clone3(CLONE_INTO_CGROUP, cgroup={cgroup_fd})"
+    names = [text or f"{flags:#x}"] if flags else []
+    if cgroup_fd >= 0:
+        flags |= CLONE_INTO_CGROUP
+        names.append(f"CLONE_INTO_CGROUP, cgroup={cgroup_fd}")
+    call = f"clone3({' | '.join(names)})"
     number = NR.get("clone3")
     if number is None:
         raise SyscallError(call, errno.ENOSYS, "ocirt knows no number for clone3 here")
-    args = _CloneArgs(flags=CLONE_INTO_CGROUP, exit_signal=SIGCHLD, cgroup=cgroup_fd)
+    args = _CloneArgs(flags=flags, exit_signal=SIGCHLD, cgroup=max(cgroup_fd, 0))
     api = ffi.PyDLL(None)  # ctypes.pythonapi, which ffi does not build at import
     clone3 = ffi.PyDLL(None, use_errno=True).syscall
     clone3.restype = ffi.c_long
