@@ -5,8 +5,8 @@ finder looks for it in each ``sys.path`` entry, then the source loader stats the
 the ``.pyc``, checks its header and reads it (~12 system calls and much Python). ``run`` imports
 some 50 of ocirt's modules, ``state`` 9. Set-up (scripts/setup.sh) writes ``codepack.bin``
 beside the installed package (``python -m ocirt.codepack DIR``): every module's code object,
-marshalled, behind an index. The launcher then puts a finder in front of importlib's path
-finder, and each ocirt module costs one ``stat`` of its source, one ``fstat`` and one
+marshalled, behind an index. The launcher then puts a finder first in ``sys.meta_path``, and
+each ocirt module costs one ``stat`` of its source, one ``fstat`` and one
 ``pread`` of the pack and the unmarshalling.
 
 Nothing changes but the time: a module is served from the pack only while its source file has

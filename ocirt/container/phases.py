@@ -90,28 +90,33 @@ def build(plan: ContainerPlan, live: Live) -> CreatePhases:
     if plan.direct:
         return _build_direct(plan, live)
     return CreatePhases(
-        Phase("runtime", "before it forks stage-1", [
-            *runtime_steps(),
-            *labelled(plan.cgroup_steps, "cgroups: make, write limits"),
-            *(Step(m.describe(), m.prepare, "idmapped mounts") for m in plan.idmapped),
-            Step("fork stage-1 (born in the container's cgroup2 directory where the kernel "
-                 "lets it)", partial(_fork_stage1, plan, live), "fork stage-1")]),
+        _runtime_phase(plan, "before it forks stage-1", Step(
+            "fork stage-1 (born in the container's cgroup2 directory where the kernel lets it)",
+            partial(_fork_stage1, plan, live), "fork stage-1")),
         Phase("stage-1", "in the new namespaces, forks init", _stage1_items(plan, live)),
         Phase("runtime", "while stage-1 and init set up", _after_stage1_items(plan, live)),
         Phase("init", "before it reports ready", init_phases.init_items(plan, live)),
         Phase("init", "on start", init_phases.on_start_items(plan, live)))
 
 
+def _runtime_phase(plan: ContainerPlan, heading: str, fork: Step) -> Phase:
+    """The runtime before its first child: cgroups, idmapped mounts, then ``fork``."""
+    return Phase("runtime", heading, [
+        *runtime_steps(),
+        *labelled(plan.cgroup_steps, "cgroups: make, write limits"),
+        *(Step(m.describe(), m.prepare, "idmapped mounts") for m in plan.idmapped),
+        fork])
+
+
 def _build_direct(plan: ContainerPlan, live: Live) -> CreatePhases:
-    kinds = _clone_kinds(plan)
-    clone = (f"clone3({flag_names(kinds)}) init" if kinds else "fork init")
+    # every new namespace but the cgroup namespace, whose root would be the runtime's cgroup
+    # (init unshares it once it joined)
+    names = flag_names([kind for kind in plan.namespaces.create if kind != "cgroup"])
+    clone = f"clone3({names}) init" if names else "fork init"
     return CreatePhases(
-        Phase("runtime", "before it clones init", [
-            *runtime_steps(),
-            *labelled(plan.cgroup_steps, "cgroups: make, write limits"),
-            *(Step(m.describe(), m.prepare, "idmapped mounts") for m in plan.idmapped),
-            Step(f"{clone} (born in the container's cgroup2 directory where the kernel lets "
-                 "it)", partial(_clone_init, plan, live), "clone init")]),
+        _runtime_phase(plan, "before it clones init", Step(
+            f"{clone} (born in the container's cgroup2 directory where the kernel lets it)",
+            partial(_clone_init, plan, live, names), "clone init")),
         None,
         Phase("runtime", "while init sets up", _after_stage1_items(plan, live)),
         Phase("init", "before it reports ready",
@@ -119,18 +124,11 @@ def _build_direct(plan: ContainerPlan, live: Live) -> CreatePhases:
         Phase("init", "on start", init_phases.on_start_items(plan, live)))
 
 
-def _clone_kinds(plan: ContainerPlan) -> list[str]:
-    """The namespaces init is born in on the direct path: every new one but the cgroup
-    namespace, whose root would be the runtime's cgroup (init unshares it once it joined)."""
-    return [kind for kind in plan.namespaces.create if kind != "cgroup"]
-
-
-def _clone_init(plan: ContainerPlan, live: Live) -> None:
+def _clone_init(plan: ContainerPlan, live: Live, names: str) -> None:
     # Born in the cgroup2 directory (if any): see _fork_stage1. The runtime has init's pid
     # from clone3: no "pid" to wait for, no gate, no stage-1 to reap.
-    kinds = _clone_kinds(plan)
     pid, live.in_cgroup2 = plan.cgroup.fork_inside(
-        plan.namespaces.unshare_flags() & ~sc.CLONE_NEWCGROUP, flag_names(kinds))
+        plan.namespaces.unshare_flags() & ~sc.CLONE_NEWCGROUP, names)
     if pid == 0:
         live.parent.channel.close()  # (its end hangs up when the runtime dies: _die_with_runtime)
         init(plan, live.init, live.phases.init, live.phases.on_start)
@@ -147,10 +145,7 @@ def _direct_init_items(plan: ContainerPlan, live: Live) -> list[Step | Note]:
         # runtime that died before the prctl shows as its end of the sync channel hung up.
         Step("prctl(PR_SET_PDEATHSIG, SIGKILL); exit if the runtime has gone already (its "
              "end of the sync channel hung up)", partial(_die_with_runtime, live), label),
-        Step(f"join the container's cgroups ({plan.cgroup.kind} driver)",
-             lambda: plan.cgroup.join(live.in_cgroup2), label),
-        Step("sched_setaffinity: every CPU (init never gets the runtime's CPU mask)",
-             partial(affinity.reset, 0), label),
+        *_join_cgroups(plan, live, label),
         # init outlives the runtime from here on, as it does once stage-1 has exited
         Step("prctl(PR_SET_PDEATHSIG, 0) (in the container's cgroup: init outlives the "
              "runtime)", _no_pdeathsig, label)]
@@ -207,10 +202,7 @@ def _stage1_items(plan: ContainerPlan, live: Live) -> list[Step | Note]:
         Step("prctl(PR_SET_DUMPABLE, 0)", not_dumpable, "pdeathsig, dumpable"),
         # Into the cgroups before anything else (init inherits them), with the host's
         # credentials; born in the v2 one where it could be (see Manager.fork_inside).
-        Step(f"join the container's cgroups ({plan.cgroup.kind} driver)",
-             lambda: plan.cgroup.join(live.in_cgroup2), "cgroups: join"),
-        Step("sched_setaffinity: every CPU (init never gets the runtime's CPU mask)",
-             partial(affinity.reset, 0), "cgroups: join")]
+        *_join_cgroups(plan, live, "cgroups: join")]
     seccomp = plan.process.seccomp if plan.process is not None else None
     if seccomp is not None and seccomp.notify:
         items.append(Step(f"connect to the seccomp listener {seccomp.listener_path} (a host "
@@ -258,6 +250,15 @@ def _stage1_items(plan: ContainerPlan, live: Live) -> list[Step | Note]:
                  "is sent)", partial(_fork_init, plan, live), last),
             Step('sync: {"pid": <init>} to the runtime; release init',
                  partial(_report_init, live), "sync: pid")]
+
+
+def _join_cgroups(plan: ContainerPlan, live: Live, label: str) -> list[Step | Note]:
+    """The first child (stage-1, or init on the direct path) moves itself into the
+    container's cgroups, and leaves the runtime's CPU mask."""
+    return [Step(f"join the container's cgroups ({plan.cgroup.kind} driver)",
+                 lambda: plan.cgroup.join(live.in_cgroup2), label),
+            Step("sched_setaffinity: every CPU (init never gets the runtime's CPU mask)",
+                 partial(affinity.reset, 0), label)]
 
 
 def _die_with(live: Live) -> None:

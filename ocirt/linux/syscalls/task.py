@@ -164,7 +164,7 @@ def clone3(flags: int, cgroup_fd: int = -1, text: str = "") -> int:
 
     The interpreter is prepared and restored around the call as ``os.fork`` does it
     (PyOS_BeforeFork, PyOS_AfterFork_Child/_Parent), and the call is made with the GIL held
-    (through ``pythonapi``), so the child runs no Python code before it is set right. Only for
+    (through ``ffi.PyDLL``), so the child runs no Python code before it is set right. Only for
     a single-threaded caller, as glibc's own fork handlers do not run.
     """
     names = [text or f"{flags:#x}"] if flags else []
@@ -176,8 +176,10 @@ def clone3(flags: int, cgroup_fd: int = -1, text: str = "") -> int:
     if number is None:
         raise SyscallError(call, errno.ENOSYS, "ocirt knows no number for clone3 here")
     args = _CloneArgs(flags=flags, exit_signal=SIGCHLD, cgroup=max(cgroup_fd, 0))
-    api = ffi.PyDLL(None)  # ctypes.pythonapi, which ffi does not build at import
-    clone3 = ffi.PyDLL(None, use_errno=True).syscall
+    # the interpreter's own symbols (ctypes.pythonapi, which ffi does not build at import),
+    # with errno kept for clone3 (the PyOS_* calls do not depend on it)
+    api = ffi.PyDLL(None, use_errno=True)
+    clone3 = api.syscall
     clone3.restype = ffi.c_long
     clone3.argtypes = [ffi.c_long, ffi.c_void_p, ffi.c_size_t]
     api.PyOS_BeforeFork()
