@@ -101,27 +101,35 @@ def test_no_pack_or_a_foreign_one_changes_nothing(tmp_path: Path) -> None:
     assert probe(site)["ocirt.container.state"][0] == "SourceFileLoader"
 
 
+def state_loader_after(site: Path, meddle: str) -> list[str]:
+    """In a fresh interpreter: install the pack, run ``meddle`` (Python, with ``os``,
+    ``codepack`` and ``site`` at hand), then import ocirt.container.state; its loader's class
+    name and MAX_ID_LENGTH."""
+    code = ("import os, sys\n"
+            "site = sys.argv[1]\n"
+            "sys.path[:0] = [site]\n"
+            "from ocirt import codepack\n"
+            "codepack.install(site + '/ocirt')\n"
+            f"{meddle}"
+            "import ocirt.container.state as state\n"
+            "print(type(state.__loader__).__name__, state.MAX_ID_LENGTH)\n")
+    result = subprocess.run([sys.executable, "-I", "-S", "-c", code, str(site)],
+                            capture_output=True, text=True, check=True, cwd="/")
+    return result.stdout.split()
+
+
 def test_another_file_at_the_pack_path_is_never_read(tmp_path: Path) -> None:
     """A module is read from the pack the launcher opened, never from another file put at its
     path later (a new pack set-up wrote, or one a container's root holds after pivot_root)."""
     site = install_copy(tmp_path)
     pack = build(site)
-    code = ("import sys\n"
-            "site = sys.argv[1]\n"
-            "sys.path[:0] = [site]\n"
-            "import os\n"
-            "from ocirt import codepack\n"
-            "codepack.install(site + '/ocirt')\n"
-            "pack = site + '/ocirt/codepack.bin'\n"
-            "data = open(pack, 'rb').read()\n"
-            "with open(pack + '.new', 'wb') as out:\n"
-            "    out.write(data[:len(data) // 2] + b'garbage' * 100000)\n"
-            "os.replace(pack + '.new', pack)\n"
-            "import ocirt.container.state as state\n"
-            "print(type(state.__loader__).__name__, state.MAX_ID_LENGTH)\n")
-    result = subprocess.run([sys.executable, "-I", "-S", "-c", code, str(site)],
-                            capture_output=True, text=True, check=True, cwd="/")
-    assert result.stdout.split() == ["PackFinder", "249"]
+    seen = state_loader_after(site, (
+        "pack = site + '/ocirt/codepack.bin'\n"
+        "data = open(pack, 'rb').read()\n"
+        "with open(pack + '.new', 'wb') as out:\n"
+        "    out.write(data[:len(data) // 2] + b'garbage' * 100000)\n"
+        "os.replace(pack + '.new', pack)\n"))
+    assert seen == ["PackFinder", "249"]
     assert pack.exists()
 
 
@@ -130,18 +138,9 @@ def test_another_file_behind_the_packs_descriptor_is_refused(tmp_path: Path) -> 
     later (one of the container's, say) is never read as the pack: the usual import."""
     site = install_copy(tmp_path)
     build(site)
-    code = ("import sys\n"
-            "site = sys.argv[1]\n"
-            "sys.path[:0] = [site]\n"
-            "import os\n"
-            "from ocirt import codepack\n"
-            "codepack.install(site + '/ocirt')\n"
-            "finder = sys.meta_path[0]\n"
-            "os.close(finder.fd)\n"
-            "other = os.open(site + '/ocirt/container/state.py', os.O_RDONLY)\n"
-            "assert other == finder.fd, (other, finder.fd)\n"
-            "import ocirt.container.state as state\n"
-            "print(type(state.__loader__).__name__, state.MAX_ID_LENGTH)\n")
-    result = subprocess.run([sys.executable, "-I", "-S", "-c", code, str(site)],
-                            capture_output=True, text=True, check=True, cwd="/")
-    assert result.stdout.split() == ["SourceFileLoader", "249"]
+    seen = state_loader_after(site, (
+        "finder = sys.meta_path[0]\n"
+        "os.close(finder.fd)\n"
+        "other = os.open(site + '/ocirt/container/state.py', os.O_RDONLY)\n"
+        "assert other == finder.fd, (other, finder.fd)\n"))
+    assert seen == ["SourceFileLoader", "249"]
