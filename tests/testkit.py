@@ -1,7 +1,7 @@
 """What the test suites share: where the checkout and its busybox rootfs are, what the
 checkout holds (to catch tests that write into it), polling for a condition, reading a process
-from /proc, the process ``runc spec`` writes, running the runtime and checking its result, and a
-console socket. On sys.path
+from /proc, the process ``runc spec`` writes, running the runtime and checking its result, a
+console socket, and a copy of the package with its code pack. On sys.path
 through pytest's ``pythonpath`` setting (pyproject.toml)."""
 
 from __future__ import annotations
@@ -10,8 +10,10 @@ import array
 import json
 import os
 import shlex
+import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -250,3 +252,21 @@ class ConsoleSocket:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def install_copy(tmp_path: Path) -> Path:
+    """A copy of the package as set-up installs it (no code pack yet): the site directory."""
+    site = tmp_path / "site"
+    shutil.copytree(REPO / "ocirt", site / "ocirt",
+                    ignore=shutil.ignore_patterns("__pycache__", "codepack.bin"))
+    return site
+
+
+def build_pack(site: Path) -> Path:
+    """Write the code pack of the package under ``site`` (as set-up does); its path."""
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", "-c",
+         "import sys; sys.path[:0] = [sys.argv[1]]; from ocirt import codepack; "
+         "print(codepack.build(sys.argv[1] + '/ocirt'))", str(site)],
+        capture_output=True, text=True, check=True, cwd="/")
+    return Path(result.stdout.strip())

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import sys
 
 import pytest
+from testkit import build_pack, install_copy
 
 from .feature_support import status_fields
 from .support import (
     CONTAINER_PATH,
     IS_OCIRT,
-    REPO,
     ROOT_MARKS,
     TOKEN_VAR,
     assert_nothing_left,
@@ -245,12 +243,8 @@ def test_preserve_fds_never_passes_the_code_pack(rt, make_config, bundle, tmp_pa
     """Run as set-up installs it, ocirt keeps its code pack open from start-up (close-on-exec),
     often as fd 3: the caller asks for fd 3 but has none, and the container must not get the
     pack (a host file a root process could reopen for writing) in its place."""
-    site = tmp_path / "site"
-    shutil.copytree(REPO / "ocirt", site / "ocirt",
-                    ignore=shutil.ignore_patterns("__pycache__", "codepack.bin"))
-    subprocess.run([sys.executable, "-I", "-S", "-c", "import sys; sys.path[:0] = [sys.argv[1]]; "
-                    "from ocirt import codepack; codepack.build(sys.argv[1] + '/ocirt')",
-                    str(site)], check=True, capture_output=True)
+    site = install_copy(tmp_path)
+    build_pack(site)
 
     def launcher(name: str, tail: str) -> str:
         path = tmp_path / name

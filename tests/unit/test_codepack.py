@@ -5,12 +5,11 @@ after the pack was made is imported as usual."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from testkit import build_pack, install_copy
 
 # Run in a fresh interpreter, as the launcher does: install the pack, import, report.
 PROBE = """
@@ -35,32 +34,15 @@ print("docstrings", *(doc is None for doc in (state.__doc__, state.ContainerStat
 """
 
 
-def install_copy(tmp_path: Path) -> Path:
-    """A copy of the package as set-up installs it (no pack yet)."""
-    site = tmp_path / "site"
-    shutil.copytree(REPO / "ocirt", site / "ocirt",
-                    ignore=shutil.ignore_patterns("__pycache__", "codepack.bin"))
-    return site
-
-
 def probe(site: Path) -> dict[str, list[str]]:
     result = subprocess.run([sys.executable, "-I", "-S", "-c", PROBE, str(site)],
                             capture_output=True, text=True, check=True, cwd="/")
     return {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines()}
 
 
-def build(site: Path) -> Path:
-    result = subprocess.run(
-        [sys.executable, "-I", "-S", "-c",
-         "import sys; sys.path[:0] = [sys.argv[1]]; from ocirt import codepack; "
-         "print(codepack.build(sys.argv[1] + '/ocirt'))", str(site)],
-        capture_output=True, text=True, check=True, cwd="/")
-    return Path(result.stdout.strip())
-
-
 def test_modules_come_from_the_pack_with_their_real_files(tmp_path: Path) -> None:
     site = install_copy(tmp_path)
-    pack = build(site)
+    pack = build_pack(site)
     assert pack == site / "ocirt" / "codepack.bin"
     seen = probe(site)
     state = seen["ocirt.container.state"]
@@ -81,7 +63,7 @@ def test_modules_come_from_the_pack_with_their_real_files(tmp_path: Path) -> Non
 
 def test_a_changed_source_is_imported_as_usual(tmp_path: Path) -> None:
     site = install_copy(tmp_path)
-    build(site)
+    build_pack(site)
     source = site / "ocirt" / "container" / "state.py"
     text = source.read_text().replace("MAX_ID_LENGTH = 249", "MAX_ID_LENGTH = 248")
     source.write_text(text)
@@ -122,7 +104,7 @@ def test_another_file_at_the_pack_path_is_never_read(tmp_path: Path) -> None:
     """A module is read from the pack the launcher opened, never from another file put at its
     path later (a new pack set-up wrote, or one a container's root holds after pivot_root)."""
     site = install_copy(tmp_path)
-    pack = build(site)
+    pack = build_pack(site)
     seen = state_loader_after(site, (
         "pack = site + '/ocirt/codepack.bin'\n"
         "data = open(pack, 'rb').read()\n"
@@ -137,7 +119,7 @@ def test_another_file_behind_the_packs_descriptor_is_refused(tmp_path: Path) -> 
     """Init closes every fd it does not keep, the pack's too; a file that gets the same number
     later (one of the container's, say) is never read as the pack: the usual import."""
     site = install_copy(tmp_path)
-    build(site)
+    build_pack(site)
     seen = state_loader_after(site, (
         "finder = sys.meta_path[0]\n"
         "os.close(finder.fd)\n"
