@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from pathlib import Path
 
 from . import feature_support
 from .cgroup_support import SLOW  # (the cgroup v2 VM lane runs the run tests: TCG is slow)
 from .feature_support import started, userns_config
-from .support import ROOT_MARKS, RUNTIME_CMD, requires_ocirt, run_captured
+from .support import ROOT_MARKS, RUNTIME_CMD, requires_ocirt, run_captured, wait_for
 
 pytestmark = [*ROOT_MARKS, requires_ocirt]
 open_out = feature_support.open_out
@@ -121,10 +120,8 @@ def test_a_namespace_joined_by_path_runs_through_stage1(rt, make_config, bundle)
         config["linux"]["namespaces"] = [
             ns for ns in config["linux"]["namespaces"] if ns["type"] != "ipc"]
         path = f"/proc/{holder.pid}/ns/ipc"
-        for _ in range(100):  # until unshare has made it
-            if os.readlink(path) != os.readlink("/proc/self/ns/ipc"):
-                break
-            time.sleep(0.01)
+        wait_for(lambda: os.readlink(path) != os.readlink("/proc/self/ns/ipc"), 1 * SLOW,
+                 what="unshare to make the ipc namespace")
         config["linux"]["namespaces"].append({"type": "ipc", "path": path})
         ran = _run_both(rt, bundle(config))
     finally:
